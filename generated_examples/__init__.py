@@ -1,0 +1,1 @@
+"""Example NNX models and their committed, nnxgen-generated Linen wrappers."""

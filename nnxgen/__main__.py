@@ -1,0 +1,3 @@
+from nnxgen.cli import main
+
+main()

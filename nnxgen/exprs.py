@@ -1,0 +1,202 @@
+"""Expressions copied from user source: name rewriting and ruff-style printing.
+
+An annotation or default is parsed with :mod:`ast`, its free names are passed
+to a resolver (which records the import the generated file needs, or rewrites
+the name), and the result is printed the way ``ruff format`` prints it: spacing
+normalised, literals kept as written except for quote style.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Callable
+
+#: resolver(parts, node) -> replacement node (or the same node)
+Resolver = Callable[[list[str], ast.expr], ast.expr]
+
+
+class ExprError(ValueError):
+    pass
+
+
+def parse(text: str) -> ast.expr:
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as err:
+        raise ExprError(f"not an expression: {text!r}") from err
+
+
+def _chain(node: ast.expr) -> list[str] | None:
+    parts: list[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return parts[::-1]
+    return None
+
+
+class _Rewriter(ast.NodeTransformer):
+    def __init__(self, resolver: Resolver, unquote: bool, source: str):
+        self.resolver = resolver
+        self.unquote = unquote
+        self.source = source
+        self.bound: list[set[str]] = [set()]
+
+    def _is_bound(self, name: str) -> bool:
+        return any(name in scope for scope in self.bound)
+
+    def visit_Lambda(self, node: ast.Lambda):
+        args = node.args
+        names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+        if args.vararg:
+            names.add(args.vararg.arg)
+        if args.kwarg:
+            names.add(args.kwarg.arg)
+        node.args.defaults = [self.visit(d) for d in args.defaults]
+        node.args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
+        self.bound.append(names)
+        node.body = self.visit(node.body)
+        self.bound.pop()
+        return node
+
+    def _comprehension(self, node):
+        names: set[str] = set()
+        for gen in node.generators:
+            for n in ast.walk(gen.target):
+                if isinstance(n, ast.Name):
+                    names.add(n.id)
+        self.bound.append(names)
+        self.generic_visit(node)
+        self.bound.pop()
+        return node
+
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
+
+    def visit_Attribute(self, node: ast.Attribute):
+        parts = _chain(node)
+        if parts is None:
+            self.generic_visit(node)
+            return node
+        if self._is_bound(parts[0]):
+            return node
+        return self.resolver(parts, node)
+
+    def visit_Name(self, node: ast.Name):
+        if self._is_bound(node.id):
+            return node
+        return self.resolver([node.id], node)
+
+    def visit_Constant(self, node: ast.Constant):
+        if self.unquote and isinstance(node.value, str):
+            # A string annotation (forward reference): use the expression itself;
+            # the generated file has `from __future__ import annotations`.
+            try:
+                inner = parse(node.value)
+            except ExprError:
+                return node
+            for n in ast.walk(inner):
+                for attr in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
+                    if hasattr(n, attr):
+                        delattr(n, attr)
+            self.unquote = False
+            try:
+                return self.visit(inner)
+            finally:
+                self.unquote = True
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript):
+        # Literal["a"] keeps its strings; other subscripts may hold forward refs.
+        parts = _chain(node.value)
+        node.value = self.visit(node.value)
+        if parts and parts[-1] == "Literal":
+            saved, self.unquote = self.unquote, False
+            node.slice = self.visit(node.slice)
+            self.unquote = saved
+        else:
+            node.slice = self.visit(node.slice)
+        return node
+
+
+_STR_PREFIX = re.compile(r"^([rRbBuUfF]*)('''|\"\"\"|'|\")", re.S)
+
+
+def _normalize_string(segment: str) -> str:
+    m = _STR_PREFIX.match(segment)
+    if m is None:
+        return segment
+    prefix, quote = m.group(1), m.group(2)
+    body = segment[len(prefix) + len(quote) : len(segment) - len(quote)]
+    if not segment.endswith(quote) or len(quote) == 3:
+        return segment
+    prefix = prefix.lower() if "f" not in prefix.lower() else prefix.lower()
+    prefix = prefix.replace("u", "")
+    if quote == "'" and '"' not in body:
+        if "r" in prefix:
+            if "\\'" in body:
+                return prefix + quote + body + quote
+            return f'{prefix}"{body}"'
+        body = body.replace("\\'", "'")
+        return f'{prefix}"{body}"'
+    return prefix + quote + body + quote
+
+
+def _normalize_number(segment: str) -> str:
+    s = segment
+    if s[:2].lower() in ("0x", "0o", "0b"):
+        head, digits = s[:2].lower(), s[2:]
+        return head + (digits.upper() if head == "0x" else digits)
+    return s.lower().replace("l", "L") if "j" not in s.lower() else s.lower()
+
+
+def _segment(source: str, node: ast.AST) -> str | None:
+    try:
+        return ast.get_source_segment(source, node)
+    except IndexError:
+        return None
+
+
+class _Unparser(ast._Unparser):  # type: ignore[name-defined,misc]
+    """ast's unparser, printing literals as written (ruff-normalised)."""
+
+    def __init__(self, source: str):
+        super().__init__()
+        self._text = source
+
+    def visit_Constant(self, node):
+        segment = None
+        if getattr(node, "lineno", None) is not None and hasattr(node, "end_col_offset"):
+            segment = _segment(self._text, node)
+        if segment is not None and "\n" not in segment:
+            if isinstance(node.value, str) and not isinstance(node.value, bytes):
+                if re.match(r"^[rRuU]?('|\")", segment) and segment.count(segment[-1]) >= 2:
+                    # Single literal (not an implicit concatenation).
+                    try:
+                        if ast.literal_eval(segment) == node.value:
+                            self.write(_normalize_string(segment))
+                            return
+                    except (ValueError, SyntaxError):
+                        pass
+            elif isinstance(node.value, (int, float, complex)) and not isinstance(node.value, bool):
+                self.write(_normalize_number(segment))
+                return
+        if isinstance(node.value, str):
+            text = repr(node.value)
+            self.write(_normalize_string(text))
+            return
+        super().visit_Constant(node)
+
+
+def rewrite(text: str, resolver: Resolver, *, annotation: bool = False) -> str:
+    """Print ``text`` ruff-style with every free name passed through ``resolver``."""
+    source = text.strip()
+    node = parse(source)
+    node = _Rewriter(resolver, annotation, source).visit(node)
+    return _Unparser(source).visit(node)
+
+
+def unparse(node: ast.expr) -> str:
+    return _Unparser("").visit(node)

@@ -1,0 +1,500 @@
+"""Inspect an NNX module class and describe it as a :class:`~nnxgen.spec.ClassSpec`.
+
+Signatures come from ``inspect`` (what Python will call); annotation and
+default *text* comes from the class's own source, read with libcst, so the
+generated wrapper shows what the author wrote. Every name such text uses is
+resolved to an import the generated file can make.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dataclasses
+import importlib
+import inspect
+import keyword
+import types
+from typing import Any
+
+from nnxgen import exprs, source
+from nnxgen.spec import ClassSpec, FieldSpec, Import, MethodSpec, ParamSpec
+
+LINEN = Import("flax.linen", None, "nn")
+RUNTIME = Import("nnxgen.runtime", None, "_rt")
+DATACLASSES = Import("dataclasses")
+ANY = Import("typing", "Any")
+
+
+class InspectError(ValueError):
+    """The class cannot be wrapped; the message names the thing and the fix."""
+
+
+def _nnx():
+    from flax import nnx
+
+    return nnx
+
+
+def _linen_reserved() -> frozenset[str]:
+    import flax.linen as nn
+
+    return frozenset(dir(nn.Module)) | {"name", "parent", "scope", "variables"}
+
+
+def nnx_alias(cls_name: str) -> str:
+    return f"_Nnx{cls_name}"
+
+
+@dataclasses.dataclass
+class _Context:
+    """Where the text of one function's signature comes from."""
+
+    module: types.ModuleType
+    src: source.ModuleSource | None
+    owner: type  # class whose body holds the function
+    wrapped: dict[type, str]  # NNX classes wrapped in the same file -> wrapper names
+    imports: set[Import]
+
+
+def _import_obj(imp: Import) -> Any:
+    mod = importlib.import_module(imp.module)
+    if imp.name is None:
+        return importlib.import_module(imp.module.split(".")[0]) if not imp.asname else mod
+    return getattr(mod, imp.name)
+
+
+def _lookup(ctx: _Context, parts: list[str]) -> tuple[bool, Any]:
+    name = parts[0]
+    g = vars(ctx.module)
+    found = False
+    obj = None
+    if name in g:
+        obj, found = g[name], True
+    elif ctx.src is not None and name in ctx.src.imports:
+        try:
+            obj, found = _import_obj(ctx.src.imports[name][-1]), True
+        except Exception:
+            return False, None
+    elif hasattr(builtins, name):
+        obj, found = getattr(builtins, name), True
+    if not found:
+        return False, None
+    for part in parts[1:]:
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            return True, None
+    return True, obj
+
+
+def _class_scope(ctx: _Context, name: str) -> list[str] | None:
+    """Qualified path to ``name`` if it is defined in the owner class (or an outer one)."""
+    qual = ctx.owner.__qualname__.split(".")
+    if "<locals>" in qual:
+        return None
+    obj: Any = vars(ctx.module).get(qual[0])
+    chain = [obj]
+    for part in qual[1:]:
+        obj = getattr(obj, part, None)
+        chain.append(obj)
+    for depth in range(len(chain), 0, -1):
+        holder = chain[depth - 1]
+        if holder is not None and name in vars(holder):
+            return qual[:depth]
+    return None
+
+
+def _pick_imports(stmts: list[Import], parts: list[str]) -> list[Import]:
+    plain = [s for s in stmts if s.name is None and s.asname is None]
+    if len(plain) == len(stmts) and plain:
+        dotted = ".".join(parts)
+        matching = [s for s in plain if dotted.startswith(s.module + ".") or dotted == s.module]
+        if matching:
+            return [max(matching, key=lambda s: len(s.module))]
+    return [stmts[-1]]
+
+
+def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
+    def resolve(parts: list[str], node: ast.expr) -> ast.expr:
+        name = parts[0]
+        found, obj = _lookup(ctx, parts)
+        nnx = _nnx()
+        if (
+            annotation
+            and isinstance(obj, type)
+            and issubclass(obj, nnx.Module)
+            and obj is not nnx.Module
+            or (annotation and obj is nnx.Module)
+        ):
+            if obj in ctx.wrapped:
+                return ast.Name(ctx.wrapped[obj])
+            ctx.imports.add(LINEN)
+            return ast.Attribute(ast.Name("nn"), "Module")
+        if ctx.src is not None and name in ctx.src.imports:
+            ctx.imports.update(_pick_imports(ctx.src.imports[name], parts))
+            return node
+        g = vars(ctx.module)
+        if (ctx.src is not None and name in ctx.src.toplevel) or name in g:
+            if ctx.module.__name__ == "__main__":
+                raise InspectError(
+                    f"{what} uses {name!r} from __main__; move the model to an importable module"
+                )
+            if isinstance(g.get(name), types.ModuleType):
+                mod = g[name]
+                ctx.imports.add(Import(mod.__name__, None, name if name != mod.__name__ else None))
+            else:
+                ctx.imports.add(Import(ctx.module.__name__, name))
+            return node
+        scope = _class_scope(ctx, name)
+        if scope is not None:
+            alias = nnx_alias(scope[0])
+            ctx.imports.add(Import(ctx.module.__name__, scope[0], alias))
+            new: ast.expr = ast.Name(alias)
+            for part in [*scope[1:], *parts]:
+                new = ast.Attribute(new, part)
+            return new
+        if found and hasattr(builtins, name):
+            return node
+        raise InspectError(
+            f"{what}: cannot resolve the name {name!r} to an import; "
+            f"define or import it at module level in {ctx.module.__name__}"
+        )
+
+    return resolve
+
+
+def _rewrite(ctx: _Context, text: str, *, annotation: bool, what: str) -> str:
+    return exprs.rewrite(text, _make_resolver(ctx, annotation=annotation, what=what), annotation=annotation)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        r = a == b
+        return bool(r) if isinstance(r, bool) or type(r).__name__ == "bool_" else False
+    except Exception:
+        return False
+
+
+def _evaluate(text: str, imports: set[Import], wrapped_names: set[str]) -> Any:
+    ns: dict[str, Any] = {}
+    for imp in sorted(imports, key=Import.sort_key):
+        if imp.type_checking:
+            continue
+        exec(imp.statement(), ns)  # noqa: S102 - statements we built from source imports
+    return eval(text, ns)  # noqa: S307 - expression text from the user's own source
+
+
+def _annotation_from_object(ctx: _Context, ann: Any, what: str) -> str:
+    if ann is inspect.Parameter.empty:
+        ctx.imports.add(ANY)
+        return "Any"
+    if isinstance(ann, str):
+        return _rewrite(ctx, ann, annotation=True, what=what)
+    if ann is None:
+        return "None"
+    if isinstance(ann, type) and ann.__module__ == "builtins":
+        return ann.__name__
+    if isinstance(ann, type) and "<locals>" not in ann.__qualname__:
+        nnx = _nnx()
+        if issubclass(ann, nnx.Module):
+            if ann in ctx.wrapped:
+                return ctx.wrapped[ann]
+            ctx.imports.add(LINEN)
+            return "nn.Module"
+        top = ann.__qualname__.split(".")[0]
+        ctx.imports.add(Import(ann.__module__, top))
+        return ann.__qualname__
+    ctx.imports.add(ANY)
+    return "Any"
+
+
+def _param(
+    ctx: _Context,
+    cls: type,
+    method: str,
+    p: inspect.Parameter,
+    text: source.SourceParam | None,
+    wrapped_names: set[str],
+) -> ParamSpec:
+    what = f"{cls.__qualname__}.{method} parameter {p.name!r}"
+    if text is not None and text.annotation is not None:
+        annotation = _rewrite(ctx, text.annotation, annotation=True, what=what)
+    else:
+        annotation = _annotation_from_object(ctx, p.annotation, what)
+    default = None
+    comment = None
+    if p.default is not inspect.Parameter.empty:
+        default, comment = _default(ctx, cls, method, p, text, wrapped_names, what)
+    unhashable = default is not None and type(p.default).__hash__ is None
+    return ParamSpec(
+        p.name, p.kind.name, annotation, default, comment, field=p.name, unhashable_default=unhashable
+    )
+
+
+def _fallback_default(ctx: _Context, cls: type, method: str, name: str) -> str:
+    ctx.imports.add(RUNTIME)
+    top = cls.__qualname__
+    ctx.imports.add(Import(cls.__module__, top.split(".")[0], nnx_alias(top.split(".")[0])))
+    ref = ".".join([nnx_alias(top.split(".")[0]), *top.split(".")[1:]])
+    if method == "__init__":
+        return f'_rt.nnx_default({ref}, "{name}")'
+    return f'_rt.nnx_default({ref}, "{name}", method="{method}")'
+
+
+def _default(ctx, cls, method, p, text, wrapped_names, what) -> tuple[str, str | None]:
+    if text is not None and text.default is not None:
+        expr_imports: set[Import] = set()
+        sub = dataclasses.replace(ctx, imports=expr_imports)
+        try:
+            rewritten = _rewrite(sub, text.default, annotation=False, what=what)
+            value = _evaluate(rewritten, expr_imports, wrapped_names)
+        except Exception:
+            rewritten, value = None, _MISSING
+        if rewritten is not None and _same(value, p.default):
+            ctx.imports.update(expr_imports)
+            return rewritten, None
+        one_line = " ".join(text.default.split())
+        return (
+            _fallback_default(ctx, cls, method, p.name),
+            f"source default `{one_line}` is not importable as written; "
+            "the value is taken from the NNX signature",
+        )
+    simple = _literal(p.default)
+    if simple is not None:
+        return simple, None
+    return (
+        _fallback_default(ctx, cls, method, p.name),
+        "no source available; the value is taken from the NNX signature",
+    )
+
+
+_MISSING = object()
+
+
+def _literal(value: Any) -> str | None:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        try:
+            text = repr(value)
+            if ast.literal_eval(text) == value and text not in ("nan", "inf", "-inf"):
+                return exprs.unparse(ast.parse(text, mode="eval").body)
+        except (ValueError, SyntaxError):
+            return None
+    return None
+
+
+def _signature(fn: Any, what: str) -> inspect.Signature:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError) as err:
+        raise InspectError(f"{what}: cannot read its signature ({err})") from None
+
+
+def _owner(cls: type, name: str) -> type | None:
+    for k in cls.__mro__:
+        if name in vars(k):
+            return k
+    return None
+
+
+def _context(cls: type, owner: type, wrapped: dict[type, str], imports: set[Import]) -> _Context:
+    module = source.module_of(owner)
+    if module is None:
+        raise InspectError(f"{owner.__qualname__}: its module {owner.__module__!r} is not imported")
+    return _Context(module, source.load(module), owner, wrapped, imports)
+
+
+def _source_params(ctx: _Context, owner: type, name: str, sig: inspect.Signature):
+    if ctx.src is None:
+        return None, None
+    fn = ctx.src.find_function(owner.__qualname__, name)
+    if fn is None:
+        return None, None
+    names = [p.name for p in fn.params]
+    if names[1:] != list(sig.parameters) and names != list(sig.parameters):
+        return None, None  # decorated with a signature-changing wrapper
+    return {p.name: p for p in fn.params}, fn.returns
+
+
+def _base_classes() -> set[type]:
+    nnx = _nnx()
+    return set(nnx.Module.__mro__)
+
+
+def public_methods(cls: type) -> list[str]:
+    bases = _base_classes()
+    names: list[str] = []
+    for name in sorted({n for k in cls.__mro__ if k not in bases for n in vars(k)}):
+        if name != "__call__" and name.startswith("_"):
+            continue
+        owner = _owner(cls, name)
+        if owner is None or owner in bases:
+            continue
+        raw = vars(owner)[name]
+        if isinstance(raw, (staticmethod, classmethod, property, type)):
+            continue
+        if not inspect.isfunction(inspect.unwrap(raw)) and not inspect.isfunction(raw):
+            continue
+        names.append(name)
+    if "__call__" in names:
+        names.remove("__call__")
+        names.insert(0, "__call__")
+    return names
+
+
+def _doc(obj: Any) -> str | None:
+    doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    if not doc or not doc.strip():
+        return None
+    return inspect.cleandoc(doc)
+
+
+def _kontext_fields(cls: type, wrapped: dict[type, str], imports: set[Import]) -> list[FieldSpec]:
+    fields: list[FieldSpec] = []
+    for klass in reversed(cls.__mro__):
+        if klass in _base_classes() or "__annotations__" not in vars(klass):
+            continue
+        ctx = _context(cls, klass, wrapped, set())
+        texts = {}
+        if ctx.src is not None:
+            texts = {n: (a, d) for n, a, d in ctx.src.class_annotations(klass.__qualname__)}
+        for name, ann in vars(klass)["__annotations__"].items():
+            ann_text = texts.get(name, (ann if isinstance(ann, str) else None, None))[0]
+            if ann_text is None:
+                continue
+            try:
+                node = exprs.parse(ann_text)
+            except exprs.ExprError:
+                continue
+            chain = exprs._chain(node)
+            if not chain:
+                continue
+            found, obj = _lookup(ctx, chain)
+            if not (getattr(obj, "__module__", "") or "").startswith("kauldron") or chain[-1] != "Key":
+                continue
+            what = f"{klass.__qualname__}.{name}"
+            annotation = _rewrite(ctx, ann_text, annotation=True, what=what)
+            default_text = texts.get(name, (None, None))[1]
+            default = (
+                _rewrite(ctx, default_text, annotation=False, what=what)
+                if default_text is not None
+                else None
+            )
+            fields = [f for f in fields if f.name != name]
+            fields.append(FieldSpec(name, annotation, default))
+            imports.update(ctx.imports)
+    return fields
+
+
+def inspect_class(
+    cls: Any,
+    *,
+    target: str,
+    wrapper_name: str | None = None,
+    wrapped: dict[type, str] | None = None,
+) -> tuple[ClassSpec, set[Import]]:
+    """Describe ``cls`` (an ``nnx.Module`` subclass) for the renderer."""
+    nnx = _nnx()
+    if not isinstance(cls, type) or not issubclass(cls, nnx.Module):
+        kind = type(cls).__name__ if not isinstance(cls, type) else "class"
+        raise InspectError(
+            f"{target} is a {kind}, not a flax.nnx.Module subclass; "
+            "point nnxgen at an NNX module class"
+        )
+    if cls is nnx.Module:
+        raise InspectError(f"{target} is flax.nnx.Module itself; name a subclass of it")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise InspectError(
+            f"{target} is abstract (unimplemented: {missing}); wrap a concrete subclass"
+        )
+    name = wrapper_name or cls.__name__
+    wrapped = dict(wrapped or {})
+    wrapped.setdefault(cls, name)
+    imports: set[Import] = {LINEN, RUNTIME, Import(cls.__module__, cls.__qualname__.split(".")[0], nnx_alias(cls.__qualname__.split(".")[0]))}
+    wrapped_names = set(wrapped.values())
+    reserved = _linen_reserved()
+
+    # Constructor.
+    init_owner = _owner(cls, "__init__")
+    params: list[ParamSpec] = []
+    takes_rngs = False
+    renamed: list[tuple[str, str]] = []
+    if init_owner is not None and init_owner not in _base_classes():
+        sig = _signature(cls.__init__, f"{target}.__init__")
+        ctx = _context(cls, init_owner, wrapped, imports)
+        texts, _ = _source_params(ctx, init_owner, "__init__", sig)
+        plist = list(sig.parameters.values())[1:]
+        if plist and all(p.kind is p.VAR_KEYWORD for p in plist if p.name != "rngs") and any(
+            p.kind is p.VAR_KEYWORD for p in plist
+        ):
+            raise InspectError(
+                f"{target}.__init__ takes only **{plist[-1].name}: a wrapper needs named "
+                "constructor parameters; give __init__ explicit parameters"
+            )
+        for p in plist:
+            if p.name == "rngs":
+                takes_rngs = True
+                continue
+            spec = _param(ctx, cls, "__init__", p, texts.get(p.name) if texts else None, wrapped_names)
+            field = p.name
+            if field in reserved or keyword.iskeyword(field):
+                field = f"{field}_"
+                while field in sig.parameters or field in reserved:
+                    field += "_"
+                renamed.append((p.name, field))
+            params.append(dataclasses.replace(spec, field=field))
+
+    # Methods.
+    methods: list[MethodSpec] = []
+    for mname in public_methods(cls):
+        owner = _owner(cls, mname)
+        assert owner is not None
+        fn = getattr(cls, mname)
+        sig = _signature(fn, f"{target}.{mname}")
+        ctx = _context(cls, owner, wrapped, imports)
+        texts, returns_text = _source_params(ctx, owner, mname, sig)
+        plist = list(sig.parameters.values())
+        if plist and plist[0].kind is not plist[0].VAR_POSITIONAL:
+            plist = plist[1:]  # self
+        mparams = []
+        takes = False
+        for p in plist:
+            if p.name == "rngs":
+                takes = True
+                continue
+            mparams.append(_param(ctx, cls, mname, p, texts.get(p.name) if texts else None, wrapped_names))
+        what = f"{target}.{mname} return annotation"
+        if returns_text is not None:
+            returns = _rewrite(ctx, returns_text, annotation=True, what=what)
+        elif sig.return_annotation is not inspect.Signature.empty:
+            returns = _annotation_from_object(ctx, sig.return_annotation, what)
+        else:
+            returns = None
+        wname = mname
+        if mname != "__call__" and mname in reserved:
+            wname = f"{mname}_"
+            renamed.append((mname, wname))
+        train = "train" if "train" in sig.parameters else None
+        methods.append(
+            MethodSpec(mname, wname, tuple(mparams), returns, _doc(fn), takes, train)
+        )
+
+    extra = _kontext_fields(cls, wrapped, imports)
+    spec = ClassSpec(
+        name=name,
+        target=target,
+        nnx_ref=nnx_alias(cls.__qualname__.split(".")[0])
+        + "".join("." + q for q in cls.__qualname__.split(".")[1:]),
+        doc=_doc(cls),
+        params=tuple(params),
+        takes_rngs=takes_rngs,
+        methods=tuple(methods),
+        extra_fields=tuple(extra),
+        renamed=tuple(renamed),
+    )
+    return spec, imports

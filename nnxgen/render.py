@@ -1,0 +1,317 @@
+"""Turn :class:`~nnxgen.spec.FileSpec` objects into formatted Python source.
+
+Python prepares laid-out snippets (signatures, calls, docstrings: see
+:mod:`nnxgen.layout`); the jinja2 templates in ``templates/`` decide the shape
+of the file. ``--templates DIR`` puts a user's templates in front of ours.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from nnxgen import __version__
+from nnxgen.layout import INDENT, Seq, dict_of, docstring, lay_out, tuple_of
+from nnxgen.spec import ClassSpec, FileSpec, Import, MethodSpec, ParamSpec
+
+TEMPLATE = "module.py.jinja"
+TYPE_CHECKING_IMPORT = Import("typing", "TYPE_CHECKING")
+
+
+class RenderError(ValueError):
+    pass
+
+
+def _package_templates() -> Path:
+    return Path(str(importlib.resources.files("nnxgen.templates")))
+
+
+def environment(user_dir: str | Path | None = None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if user_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(user_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(_package_templates())))
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+
+
+def template_sources(env: jinja2.Environment) -> str:
+    """The text of every template in use (part of the fingerprint)."""
+    parts = []
+    for name in sorted(env.list_templates(extensions=["jinja"])):
+        src, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        parts.append(f"{name}\n{src}")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Snippets.
+
+
+def _param_text(p: ParamSpec) -> str:
+    prefix = {"VAR_POSITIONAL": "*", "VAR_KEYWORD": "**"}.get(p.kind, "")
+    text = f"{prefix}{p.name}"
+    if p.annotation is not None:
+        text += f": {p.annotation}"
+    if p.default is not None:
+        text += f" = {p.default}" if p.annotation is not None else f"={p.default}"
+    return text
+
+
+def _method_params(m: MethodSpec) -> list[str]:
+    out = ["self"]
+    kinds = [p.kind for p in m.params]
+    posonly = [p for p in m.params if p.kind == "POSITIONAL_ONLY"]
+    out += [_param_text(p) for p in posonly]
+    if posonly:
+        out.append("/")
+    out += [_param_text(p) for p in m.params if p.kind == "POSITIONAL_OR_KEYWORD"]
+    var = [p for p in m.params if p.kind == "VAR_POSITIONAL"]
+    kwonly = [_param_text(p) for p in m.params if p.kind == "KEYWORD_ONLY"]
+    if m.train_param is None:
+        kwonly.append("train: bool | None = None")
+    if var:
+        out.append(_param_text(var[0]))
+    elif kwonly:
+        out.append("*")
+    out += kwonly
+    out += [_param_text(p) for p in m.params if p.kind == "VAR_KEYWORD"]
+    assert len(kinds) == len(m.params)
+    return out
+
+
+def _call_body(cls: ClassSpec, m: MethodSpec) -> list[str]:
+    positional: list[str | Seq] = [
+        p.name for p in m.params if p.kind in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
+    ]
+    positional += [f"*{p.name}" for p in m.params if p.kind == "VAR_POSITIONAL"]
+    keyword: list[tuple[str, str | Seq]] = [
+        (f'"{p.name}"', p.name) for p in m.params if p.kind == "KEYWORD_ONLY"
+    ]
+    kw = dict_of(keyword)
+    kw.items += [f"**{p.name}" for p in m.params if p.kind == "VAR_KEYWORD"]
+    mode = m.train_param or "train"
+    call = Seq(
+        "_rt.call(",
+        ["self", f'"{m.name}"', tuple_of(positional) if positional else "()", kw, mode],
+        ")",
+    )
+    return lay_out(INDENT * 2, "return ", call)
+
+
+def _method(cls: ClassSpec, m: MethodSpec) -> dict[str, Any]:
+    head = f"def {m.wrapper_name}"
+    tail = f" -> {m.returns}:" if m.returns is not None else ":"
+    params = Seq("(", list(_method_params(m)), ")")
+    return {
+        "def_lines": "\n".join(lay_out(INDENT, head, params, tail)),
+        "doc_lines": "\n".join(docstring(m.doc, INDENT * 2)) if m.doc else "",
+        "body_lines": "\n".join(_call_body(cls, m)),
+    }
+
+
+def _field_lines(cls: ClassSpec) -> list[str]:
+    lines: list[str] = []
+    seen_default = False
+    for p in cls.params:
+        if p.default_comment:
+            lines.append(f"{INDENT}# {p.field}: {p.default_comment}")
+        ann = p.annotation or "Any"
+        default = p.default
+        factory = p.unhashable_default
+        if p.kind == "VAR_POSITIONAL":
+            ann, default, factory = f"tuple[{ann}, ...]", "()", False
+        elif p.kind == "VAR_KEYWORD":
+            ann, default, factory = f"dict[str, {ann}]", "dict", True
+        lines.extend(_field(p.field, ann, default, factory, seen_default))
+        seen_default = seen_default or default is not None
+    for f in cls.extra_fields:
+        lines.extend(_field(f.name, f.annotation, f.default, False, seen_default))
+        seen_default = seen_default or f.default is not None
+    return lines
+
+
+def _field(name: str, ann: str, default: str | None, factory: bool, kw_only: bool) -> list[str]:
+    head = f"{name}: {ann} = "
+    if default is None:
+        if not kw_only:
+            return [f"{INDENT}{name}: {ann}"]
+        return lay_out(INDENT, head, Seq("dataclasses.field(", ["kw_only=True"], ")"))
+    if factory:
+        value = default if default == "dict" else f"lambda: {default}"
+        items: list[str | Seq] = [f"default_factory={value}"]
+        return lay_out(INDENT, head, Seq("dataclasses.field(", items, ")"))
+    line = f"{INDENT}{head}{default}"
+    if len(line) <= 88 or not default.endswith(")") or "(" not in default:
+        return [line]
+    func, _, args = default.partition("(")
+    return lay_out(INDENT, head, Seq(func + "(", [args[:-1]], ")"))
+
+
+def _spec_lines(cls: ClassSpec) -> list[str]:
+    params: list[str | Seq] = []
+    simple = all(
+        p.field == p.name and p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY") for p in cls.params
+    )
+    for p in cls.params:
+        if simple:
+            params.append(f'"{p.name}"')
+        else:
+            params.append(Seq("_rt.Param(", [f'"{p.name}"', f'"{p.field}"', f'"{p.kind}"'], ")"))
+    items: list[str | Seq] = [cls.nnx_ref, tuple_of(params)]
+    if not cls.takes_rngs:
+        items.append("takes_rngs=False")
+    rngs_methods = [f'"{m.name}"' for m in cls.methods if m.takes_rngs]
+    if rngs_methods:
+        items.append(Seq("rngs_methods=(", rngs_methods, ")", single_comma=True))
+    return lay_out(INDENT, "__nnxgen__ = ", Seq("_rt.WrapperSpec(", items, ")"))
+
+
+def _class_context(cls: ClassSpec) -> dict[str, Any]:
+    return {
+        "name": cls.name,
+        "target": cls.target,
+        "doc_lines": "\n".join(docstring(cls.doc, INDENT)) if cls.doc else "",
+        "field_lines": "\n".join(_field_lines(cls)),
+        "spec_lines": "\n".join(_spec_lines(cls)),
+        "renamed": cls.renamed,
+        "methods": [_method(cls, m) for m in cls.methods],
+    }
+
+
+# ---------------------------------------------------------------------------
+# Imports.
+
+
+def _section(module: str) -> int:
+    """isort section (as ruff's defaults see it): 0 future, 1 stdlib, 2 third party, 3 first party."""
+    top = module.split(".")[0]
+    if top == "__future__":
+        return 0
+    if top in sys.stdlib_module_names:
+        return 1
+    root = Path.cwd()
+    for base in (root, root / "src"):
+        if (base / top).is_dir() or (base / f"{top}.py").is_file():
+            return 3
+    return 2
+
+
+def _member_key(name: str) -> tuple[int, str]:
+    # ruff's order-by-type: CONSTANTS, then Classes, then everything else.
+    if name.isupper() and len(name) > 1:
+        kind = 0
+    elif name[:1].isupper():
+        kind = 1
+    else:
+        kind = 2
+    return kind, name.lower()
+
+
+def _import_lines(imports: list[Import]) -> list[str]:
+    """Import statements in isort order (ruff's defaults), blank lines between sections."""
+    lines: list[str] = []
+    by_section: dict[int, list[Import]] = {}
+    for i in set(imports):
+        by_section.setdefault(_section(i.module), []).append(i)
+    for section in sorted(by_section):
+        items = by_section[section]
+        block: list[str] = []
+        plain = sorted(
+            (i for i in items if i.name is None),
+            key=lambda i: (i.module.lower(), (i.asname or "").lower()),
+        )
+        block += [i.statement() for i in plain]
+        froms: dict[str, list[Import]] = {}
+        for i in items:
+            if i.name is not None:
+                froms.setdefault(i.module, []).append(i)
+        for module in sorted(froms, key=str.lower):
+            members = froms[module]
+            combined = sorted({i.name for i in members if not i.asname}, key=_member_key)
+            aliased = sorted(
+                (i for i in members if i.asname),
+                key=lambda i: (_member_key(i.name or ""), (i.asname or "").lower()),
+            )
+            stmts: list[tuple[tuple[int, str], list[str] | Import]] = []
+            if combined:
+                stmts.append((_member_key(combined[0]), combined))  # type: ignore[arg-type]
+            stmts += [(_member_key(i.name or ""), i) for i in aliased]
+            for _, item in sorted(stmts, key=lambda s: s[0]):
+                if isinstance(item, Import):
+                    block.append(item.statement())
+                    continue
+                flat = f"from {module} import {', '.join(item)}"
+                if len(flat) <= 88:
+                    block.append(flat)
+                else:
+                    block += lay_out("", f"from {module} import ", Seq("(", list(item), ")", explode=True))
+        if lines:
+            lines.append("")
+        lines += block
+    return lines
+
+
+def _check_names(classes: tuple[ClassSpec, ...], imports: set[Import]) -> None:
+    owners: dict[str, set[str]] = {}
+    for i in imports:
+        key = i.module.split(".")[0] if i.name is None and not i.asname else i.statement()
+        owners.setdefault(i.bound_name(), set()).add(key)
+    for name, keys in owners.items():
+        if len(keys) > 1:
+            raise RenderError(
+                f"the generated file would import two different things as {name!r} "
+                f"({'; '.join(sorted(keys))}); generate these targets into separate files"
+            )
+    for cls in classes:
+        if cls.name in owners:
+            raise RenderError(
+                f"wrapper class {cls.name!r} clashes with an imported name used in a "
+                f"signature; rename it with TARGET=NewName or use separate files"
+            )
+
+
+# ---------------------------------------------------------------------------
+# Files.
+
+
+def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
+    data = repr((spec.classes, sorted(spec.imports, key=Import.sort_key), spec.nnxgen_version, spec.runtime_version))
+    data += template_sources(env)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
+    env = environment(templates)
+    imports = set(spec.imports)
+    _check_names(spec.classes, imports)
+    runtime_imports = [i for i in imports if not i.type_checking]
+    tc_imports = sorted(
+        {i for i in imports if i.type_checking} - set(runtime_imports), key=lambda i: i.statement()
+    )
+    if tc_imports:
+        runtime_imports.append(TYPE_CHECKING_IMPORT)
+    if any(
+        "dataclasses.field(" in line for c in spec.classes for line in _field_lines(c)
+    ):
+        runtime_imports.append(Import("dataclasses"))
+    spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
+    text = env.get_template(TEMPLATE).render(
+        spec=spec,
+        import_lines=_import_lines(runtime_imports),
+        type_checking_lines=_import_lines(tc_imports),
+        classes=[_class_context(c) for c in spec.classes],
+    )
+    return text

@@ -1,0 +1,124 @@
+"""Resolve target strings (``pkg.mod:Class``, ``pkg.mod.Class``, ``pkg.mod``) to classes."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import sys
+import types
+
+
+class TargetError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    text: str  # as written (normalised to module:QualName[=Name])
+    cls: type
+    wrapper_name: str
+
+
+def _ensure_cwd_on_path() -> None:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
+def _import(name: str) -> types.ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name and (name == err.name or name.startswith(err.name + ".")):
+            raise
+        raise TargetError(
+            f"importing {name!r} failed: {type(err).__name__}: {err}; "
+            "install the missing package or fix the import"
+        ) from err
+    except Exception as err:  # the user's module raised while importing
+        raise TargetError(
+            f"importing {name!r} failed: {type(err).__name__}: {err}; fix the module so it imports"
+        ) from err
+
+
+def _nnx_classes_in(module: types.ModuleType) -> list[type]:
+    from flax import nnx
+
+    found = []
+    for obj in vars(module).values():
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, nnx.Module)
+            and obj.__module__ == module.__name__
+            and not inspect.isabstract(obj)
+        ):
+            found.append(obj)
+
+    def line(c: type) -> int:
+        try:
+            return inspect.getsourcelines(c)[1]
+        except (OSError, TypeError):
+            return 0
+
+    return sorted(found, key=lambda c: (line(c), c.__qualname__))
+
+
+def resolve(text: str) -> list[Target]:
+    """Classes named by one target string; a bare module means all its NNX classes."""
+    _ensure_cwd_on_path()
+    spec, _, rename = text.partition("=")
+    spec = spec.strip()
+    if not spec or any(c.isspace() for c in spec):
+        raise TargetError(f"bad target {text!r}: write it as package.module:Class")
+    if ":" in spec:
+        module_name, _, qualname = spec.partition(":")
+        try:
+            module = _import(module_name)
+        except ModuleNotFoundError as err:
+            raise TargetError(
+                f"no module named {err.name!r} (from target {text!r}); check the spelling, "
+                "run from the project root, or install the package"
+            ) from None
+    else:
+        parts = spec.split(".")
+        module = None
+        qualname = ""
+        for i in range(len(parts), 0, -1):
+            try:
+                module = _import(".".join(parts[:i]))
+            except ModuleNotFoundError as err:
+                if err.name and ".".join(parts[:i]).startswith(err.name) and i > 1:
+                    continue
+                raise TargetError(
+                    f"no module named {err.name!r} (from target {text!r}); check the spelling, "
+                    "run from the project root, or install the package"
+                ) from None
+            qualname = ".".join(parts[i:])
+            break
+        assert module is not None
+        module_name = module.__name__
+    if not qualname:
+        if rename:
+            raise TargetError(f"{text!r}: a whole-module target cannot be renamed")
+        classes = _nnx_classes_in(module)
+        if not classes:
+            raise TargetError(
+                f"module {module_name!r} defines no concrete flax.nnx.Module classes; "
+                "name a class as module:Class"
+            )
+        return [Target(f"{module_name}:{c.__qualname__}", c, c.__name__) for c in classes]
+    obj = module
+    for part in qualname.split("."):
+        if not hasattr(obj, part):
+            raise TargetError(
+                f"module {module_name!r} has no attribute {qualname!r} (target {text!r}); "
+                "check the class name"
+            )
+        obj = getattr(obj, part)
+    name = rename.strip() or getattr(obj, "__name__", qualname.split(".")[-1])
+    if not name.isidentifier():
+        raise TargetError(f"{text!r}: {name!r} is not a valid class name")
+    norm = f"{module_name}:{qualname}" + (f"={rename.strip()}" if rename.strip() else "")
+    return [Target(norm, obj, name)]  # type: ignore[arg-type]
