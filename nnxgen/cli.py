@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -20,6 +21,7 @@ class _Fail(click.ClickException):
 
 def _run(debug: bool, fn):
     """Run ``fn``; known errors become one-line messages (tracebacks with --debug)."""
+    from nnxgen.config import ConfigError
     from nnxgen.generate import GenerateError
     from nnxgen.inspector import InspectError
     from nnxgen.render import RenderError
@@ -27,7 +29,9 @@ def _run(debug: bool, fn):
 
     try:
         return fn()
-    except (GenerateError, InspectError, RenderError, TargetError) as err:
+    except SystemExit:
+        raise
+    except (ConfigError, GenerateError, InspectError, RenderError, TargetError) as err:
         if debug:
             traceback.print_exc()
         raise _Fail(str(err)) from None
@@ -45,12 +49,32 @@ def main() -> None:
     """Generate static, typed Flax Linen wrappers for Flax NNX modules."""
 
 
+def _jobs(targets: tuple[str, ...], output: str | None) -> list[tuple[str, list[str], str | None]]:
+    """(output path, targets, recorded command) for this run; chdir to the project root
+    when the run comes from [tool.nnxgen]."""
+    from nnxgen import config, generate
+
+    if targets:
+        if output is None:
+            raise generate.GenerateError("give -o OUTPUT.py with targets (or configure [tool.nnxgen])")
+        return [(output, list(targets), None)]
+    if output is not None:
+        raise generate.GenerateError(f"-o {output} needs targets: nnxgen wrap pkg.mod:Class -o {output}")
+    cfg = config.load()
+    if cfg is None or not cfg.outputs:
+        raise generate.GenerateError(
+            "no targets given and no [tool.nnxgen.outputs] in pyproject.toml; "
+            "run nnxgen wrap pkg.module:Class -o out.py"
+        )
+    os.chdir(cfg.root)
+    return [(o.path, list(o.targets), None) for o in cfg.outputs]
+
+
 @main.command()
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option(
     "-o",
     "--output",
-    required=True,
     type=click.Path(dir_okay=False),
     help="Python file to write (all wrappers go into it).",
 )
@@ -61,21 +85,102 @@ def main() -> None:
     help="Directory of jinja2 templates that override nnxgen's own.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
-def wrap(targets: tuple[str, ...], output: str, force: bool, templates: str | None, debug: bool):
+def wrap(targets: tuple[str, ...], output: str | None, force: bool, templates: str | None, debug: bool):
     """Write Linen wrappers for TARGETS (package.module:Class, package.module.Class,
-    or package.module for every NNX class in it) into OUTPUT."""
+    or package.module for every NNX class in it) into OUTPUT.
+
+    With no TARGETS, regenerate every output configured in [tool.nnxgen.outputs]
+    of pyproject.toml."""
 
     def go():
         from nnxgen import generate
 
-        if not output.endswith(".py"):
-            raise generate.GenerateError(f"output {output!r} must be a .py file")
-        path = Path(output)
-        generate.check_writable(path, force)
-        text = generate.generate(list(targets), output, templates)
-        changed = generate.write_atomic(path, text)
-        n = text.count("\nclass ")
-        click.echo(f"nnxgen: {'wrote' if changed else 'unchanged'} {output} ({n} wrapper{'s' * (n != 1)})")
+        if templates is not None:
+            tdir = str(Path(templates).resolve())
+        else:
+            tdir = None
+        jobs = _jobs(targets, output)
+        texts = []
+        for out, tgts, _ in jobs:
+            if not out.endswith(".py"):
+                raise generate.GenerateError(f"output {out!r} must be a .py file")
+            generate.check_writable(Path(out), force)
+        for out, tgts, _ in jobs:  # render everything before writing anything
+            texts.append((out, generate.generate(tgts, out, tdir)))
+        for out, text in texts:
+            changed = generate.write_atomic(Path(out), text)
+            n = text.count("\nclass ")
+            click.echo(
+                f"nnxgen: {'wrote' if changed else 'unchanged'} {out} ({n} wrapper{'s' * (n != 1)})"
+            )
+
+    _run(debug, go)
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False))
+@click.option(
+    "--templates",
+    type=click.Path(file_okay=False, exists=True),
+    help="Directory of jinja2 templates that override nnxgen's own.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def check(files: tuple[str, ...], templates: str | None, debug: bool):
+    """Exit 1 with a diff if generated FILES (default: all configured) are stale or missing.
+
+    Given FILES, each is checked against the targets recorded in its own header."""
+
+    def go():
+        import difflib
+
+        from nnxgen import generate
+
+        tdir = str(Path(templates).resolve()) if templates is not None else None
+        jobs: list[tuple[str, list[str], str | None]] = []
+        if files:
+            for f in files:
+                header = generate.read_header(Path(f))
+                if header is None:
+                    if not Path(f).exists():
+                        raise generate.GenerateError(f"{f} does not exist; generate it with nnxgen wrap")
+                    raise generate.GenerateError(
+                        f"{f} has no nnxgen header (not generated by nnxgen); nothing to check against"
+                    )
+                tgts, command = header
+                jobs.append((f, tgts, command))
+        else:
+            jobs = _jobs((), None)
+        stale = 0
+        for out, tgts, command in jobs:
+            recorded_out = out
+            if command is not None:
+                parts = command.split()
+                if "-o" in parts:
+                    recorded_out = parts[parts.index("-o") + 1]
+            expected = generate.generate(tgts, recorded_out, tdir)
+            path = Path(out)
+            try:
+                current = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                current = None
+            if current == expected:
+                continue
+            stale += 1
+            if current is None:
+                click.echo(f"nnxgen: {out} is missing; run: {generate.command_for(tgts, recorded_out)}")
+                continue
+            diff = difflib.unified_diff(
+                current.splitlines(keepends=True),
+                expected.splitlines(keepends=True),
+                f"a/{out}",
+                f"b/{out}",
+            )
+            click.echo("".join(diff), nl=False)
+            click.echo(f"nnxgen: {out} is stale; run: {generate.command_for(tgts, recorded_out)}")
+        if stale:
+            click.echo(f"nnxgen: {stale} of {len(jobs)} generated file(s) out of date", err=True)
+            raise SystemExit(1)
+        click.echo(f"nnxgen: {len(jobs)} generated file(s) up to date")
 
     _run(debug, go)
 

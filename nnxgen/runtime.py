@@ -519,12 +519,21 @@ def _state_paths(module: Any) -> set[tuple[str, tuple]]:
 
 
 def _context_mode() -> bool | None:
-    """Kauldron's ``is_training_property`` when its context is active, else None."""
+    """Kauldron's ``is_training_property`` when its context is active, else None.
+
+    Kauldron is not imported here: its train-property module is only consulted
+    when the user's program already imported it (which is what patches
+    ``Module.apply`` to accept ``is_training_property=``).
+    """
     tp = sys.modules.get("kauldron.utils.train_property")
     if tp is None:
         return None
-    try:
-        return bool(tp.train_property.__get__(None, None))  # pragma: no cover - replaced below
+    context = getattr(tp, "_context", None)
+    stack = getattr(context, "is_training_stack", None)
+    if stack is not None:
+        return bool(stack[-1]) if stack else None
+    try:  # public API (raises when no value is set)
+        return bool(tp.train_property())
     except Exception:
         return None
 
@@ -569,8 +578,7 @@ def call(
             f"from inside another Linen module."
         )
     mode = _resolve_mode(train)
-    if method in spec.rngs_methods and "rngs" not in kwargs:
-        kwargs = {**kwargs, "rngs": nnx.Rngs(**_linen_rngs(linen))}
+    wants_rngs = method in spec.rngs_methods and "rngs" not in kwargs
 
     initializing = linen.is_initializing() or (
         not linen.variables and linen.is_mutable_collection("params")
@@ -581,22 +589,32 @@ def call(
         before = _state_paths(module)
         if mode is not None or _has_mode_attributes(module):
             _set_mode(module, mode)
+        if wants_rngs:
+            kwargs = {**kwargs, "rngs": nnx.Rngs(**_linen_rngs(linen))}
         out = _run(module, method, args, kwargs, cls_name, mode)
         _write_back(linen, module, only_new=before)
         return out
 
-    entry = _entry_for(linen)
-    state = _gather_state(cls_name, entry, linen.variables)
-    missing = _put_rng_state(state, entry, linen) if entry.rng_leaves else []
-    module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
-    for rng in missing:
-        _node_at(module, rng.path).__class__ = _MissingRngStream
+    entry, module = _merged(linen, mode)
+    if wants_rngs:
+        kwargs = {**kwargs, "rngs": nnx.Rngs(**_linen_rngs(linen))}
     out = _run(module, method, args, kwargs, cls_name, mode)
     if any(linen.is_mutable_collection(c) for c in entry.collections) or linen.is_mutable_collection(
         "intermediates"
     ):
         _write_back(linen, module)
     return out
+
+
+def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
+    """The NNX module for ``linen``'s variables: cached graph + state + Linen rngs."""
+    entry = _entry_for(linen)
+    state = _gather_state(type(linen).__name__, entry, linen.variables)
+    missing = _put_rng_state(state, entry, linen) if entry.rng_leaves else []
+    module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
+    for rng in missing:
+        _node_at(module, rng.path).__class__ = _MissingRngStream
+    return entry, module
 
 
 def _run(
@@ -618,16 +636,23 @@ def _run(
         raise
 
 
-def to_nnx(wrapper: nn.Module, variables: Mapping[str, Any], *, train: bool | None = None) -> Any:
-    """A live NNX module holding ``variables`` (as made by ``wrapper.init``)."""
-    cls_name = type(wrapper).__name__
-    entry = _entry_for(wrapper)
-    state = _gather_state(cls_name, entry, variables)
-    for rng in entry.rng_leaves:
-        node = state
-        for k in rng.path:
-            node = node.setdefault(k, {})
-        key = jax.random.key(0)
-        node["key"] = jax.random.split(key, rng.shape) if rng.shape else key
-        node["count"] = jnp.zeros(rng.shape, jnp.uint32)
-    return nnx.merge(entry.graphdefs[train if entry.has_mode else True], state)
+def to_nnx(
+    wrapper: nn.Module,
+    variables: Mapping[str, Any],
+    *,
+    train: bool | None = None,
+    rngs: Any = None,
+) -> Any:
+    """The live NNX module that ``wrapper.apply(variables, ..., rngs=rngs)`` would run.
+
+    Its state holds ``variables``; its rng streams are seeded from ``rngs``
+    exactly as in ``apply`` (stream ``t`` gets ``make_rng(t)``, in state order);
+    ``train`` sets ``.train()`` / ``.eval()``. Useful for debugging, for
+    exporting to pure NNX, and for checking the wrapper against NNX.
+    """
+    mode = _resolve_mode(train)
+
+    def capture(linen: nn.Module) -> Any:
+        return _merged(linen, mode)[1]
+
+    return wrapper.apply(variables, method=capture, rngs=rngs)

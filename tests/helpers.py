@@ -1,0 +1,55 @@
+"""Helpers for tests that run the nnxgen CLI and the linters as a user would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run_cli(*args: str, cwd: Path | str = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(cwd), str(ROOT), *filter(None, [full_env.get("PYTHONPATH")])]
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "nnxgen", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def tool(name: str) -> str:
+    path = BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    assert found, f"{name} is not installed (pip install -e '.[test]')"
+    return found
+
+
+def ruff(*args: str, cwd: Path | str = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [tool("ruff"), *args], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def pyright(*files: str | Path, cwd: Path | str = ROOT) -> subprocess.CompletedProcess:
+    extra = os.pathsep.join([str(cwd), str(ROOT)])
+    env = {**os.environ, "PYTHONPATH": extra}
+    return subprocess.run(
+        [tool("pyright"), "--pythonpath", sys.executable, *map(str, files)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
