@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.mlp -o generated_examples/mlp_linen.py
 # nnxgen-targets: generated_examples.mlp
-# nnxgen-fingerprint: 776cace3c30a91a3
+# nnxgen-fingerprint: db84823fe98869c0
 
 from __future__ import annotations
 

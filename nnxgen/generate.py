@@ -45,12 +45,13 @@ def build_spec(target_texts: list[str], output: str, command: str | None = None)
             )
         names[t.wrapper_name] = t.text
     wrapped = {t.cls: t.wrapper_name for t in resolved}
+    names = inspector.Names(wrapped)
     classes: list[ClassSpec] = []
     imports: set[Import] = set()
     for t in resolved:
         try:
             spec, imps = inspector.inspect_class(
-                t.cls, target=t.text, wrapper_name=t.wrapper_name, wrapped=wrapped
+                t.cls, target=t.text, wrapper_name=t.wrapper_name, wrapped=wrapped, names=names
             )
         except inspector.InspectError:
             raise

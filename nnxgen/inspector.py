@@ -46,6 +46,64 @@ def nnx_alias(cls_name: str) -> str:
     return f"_Nnx{cls_name}"
 
 
+class Names:
+    """Names bound at the top of one generated file, and to what.
+
+    When two signatures use one name for different objects (``default_kernel_init``
+    of flax's linear and recurrent modules), the later one is imported under an
+    alias and its expressions are rewritten to use it.
+    """
+
+    def __init__(self, wrappers: dict[type, str]):
+        import typing
+
+        import flax.linen
+
+        self.bound: dict[str, tuple[object, frozenset[Import]]] = {}
+        for cls, name in wrappers.items():
+            self.bound[name] = (("wrapper", cls), frozenset())
+        self.bound["nn"] = (flax.linen, frozenset({LINEN}))
+        self.bound["_rt"] = (("runtime",), frozenset({RUNTIME}))
+        self.bound["dataclasses"] = (dataclasses, frozenset({DATACLASSES}))
+        self.bound["Any"] = (typing.Any, frozenset({ANY}))
+        self.bound["TYPE_CHECKING"] = (typing.TYPE_CHECKING, frozenset())
+
+    def bind(self, name: str, obj: object, imports: list[Import]) -> tuple[str, list[Import]]:
+        """(name to use, imports to add) for binding ``name`` to ``obj``."""
+        key = frozenset(imports)
+        cur = self.bound.get(name)
+        if cur is None:
+            self.bound[name] = (obj, key)
+            return name, imports
+        if (obj is not None and cur[0] is obj) or cur[1] == key:
+            return name, imports
+        for alias, (o, k) in self.bound.items():
+            if alias != name and ((obj is not None and o is obj) or k == key):
+                return alias, list(k)
+        if len(imports) != 1 or (imports[0].name is None and imports[0].asname is None):
+            raise InspectError(
+                f"two signatures use the name {name!r} for different things; "
+                "generate these targets into separate files"
+            )
+        imp = imports[0]
+        base = f"{imp.module.split('.')[-1]}_{name}"
+        alias, n = base, 1
+        while alias in self.bound:
+            n += 1
+            alias = f"{base}{n}"
+        new = dataclasses.replace(imp, asname=alias)
+        self.bound[alias] = (obj, frozenset({new}))
+        return alias, [new]
+
+
+def _renamed(node: ast.expr, new_root: str) -> ast.expr:
+    if isinstance(node, ast.Name):
+        return ast.Name(new_root)
+    if isinstance(node, ast.Attribute):
+        return ast.Attribute(_renamed(node.value, new_root), node.attr)
+    return node
+
+
 @dataclasses.dataclass
 class _Context:
     """Where the text of one function's signature comes from."""
@@ -55,6 +113,7 @@ class _Context:
     owner: type  # class whose body holds the function
     wrapped: dict[type, str]  # NNX classes wrapped in the same file -> wrapper names
     imports: set[Import]
+    names: Names
 
 
 def _import_obj(imp: Import) -> Any:
@@ -131,9 +190,14 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
                 return ast.Name(ctx.wrapped[obj])
             ctx.imports.add(LINEN)
             return ast.Attribute(ast.Name("nn"), "Module")
+        def bind(imports: list[Import]) -> ast.expr:
+            root = _lookup(ctx, [name])[1]
+            final, imps = ctx.names.bind(name, root, imports)
+            ctx.imports.update(imps)
+            return node if final == name else _renamed(node, final)
+
         if ctx.src is not None and name in ctx.src.imports:
-            ctx.imports.update(_pick_imports(ctx.src.imports[name], parts))
-            return node
+            return bind(_pick_imports(ctx.src.imports[name], parts))
         g = vars(ctx.module)
         if (ctx.src is not None and name in ctx.src.toplevel) or name in g:
             if ctx.module.__name__ == "__main__":
@@ -142,10 +206,8 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
                 )
             if isinstance(g.get(name), types.ModuleType):
                 mod = g[name]
-                ctx.imports.add(Import(mod.__name__, None, name if name != mod.__name__ else None))
-            else:
-                ctx.imports.add(Import(ctx.module.__name__, name))
-            return node
+                return bind([Import(mod.__name__, None, name if name != mod.__name__ else None)])
+            return bind([Import(ctx.module.__name__, name)])
         scope = _class_scope(ctx, name)
         if scope is not None:
             alias = nnx_alias(scope[0])
@@ -301,11 +363,13 @@ def _owner(cls: type, name: str) -> type | None:
     return None
 
 
-def _context(cls: type, owner: type, wrapped: dict[type, str], imports: set[Import]) -> _Context:
+def _context(
+    cls: type, owner: type, wrapped: dict[type, str], imports: set[Import], names: Names
+) -> _Context:
     module = source.module_of(owner)
     if module is None:
         raise InspectError(f"{owner.__qualname__}: its module {owner.__module__!r} is not imported")
-    return _Context(module, source.load(module), owner, wrapped, imports)
+    return _Context(module, source.load(module), owner, wrapped, imports, names)
 
 
 def _source_params(ctx: _Context, owner: type, name: str, sig: inspect.Signature):
@@ -353,12 +417,14 @@ def _doc(obj: Any) -> str | None:
     return inspect.cleandoc(doc)
 
 
-def _kontext_fields(cls: type, wrapped: dict[type, str], imports: set[Import]) -> list[FieldSpec]:
+def _kontext_fields(
+    cls: type, wrapped: dict[type, str], imports: set[Import], names: Names
+) -> list[FieldSpec]:
     fields: list[FieldSpec] = []
     for klass in reversed(cls.__mro__):
         if klass in _base_classes() or "__annotations__" not in vars(klass):
             continue
-        ctx = _context(cls, klass, wrapped, set())
+        ctx = _context(cls, klass, wrapped, set(), names)
         texts = {}
         if ctx.src is not None:
             texts = {n: (a, d) for n, a, d in ctx.src.class_annotations(klass.__qualname__)}
@@ -396,6 +462,7 @@ def inspect_class(
     target: str,
     wrapper_name: str | None = None,
     wrapped: dict[type, str] | None = None,
+    names: Names | None = None,
 ) -> tuple[ClassSpec, set[Import]]:
     """Describe ``cls`` (an ``nnx.Module`` subclass) for the renderer."""
     nnx = _nnx()
@@ -415,6 +482,7 @@ def inspect_class(
     name = wrapper_name or cls.__name__
     wrapped = dict(wrapped or {})
     wrapped.setdefault(cls, name)
+    names = names or Names(wrapped)
     imports: set[Import] = {LINEN, RUNTIME, Import(cls.__module__, cls.__qualname__.split(".")[0], nnx_alias(cls.__qualname__.split(".")[0]))}
     wrapped_names = set(wrapped.values())
     reserved = _linen_reserved()
@@ -426,7 +494,7 @@ def inspect_class(
     renamed: list[tuple[str, str]] = []
     if init_owner is not None and init_owner not in _base_classes():
         sig = _signature(cls.__init__, f"{target}.__init__")
-        ctx = _context(cls, init_owner, wrapped, imports)
+        ctx = _context(cls, init_owner, wrapped, imports, names)
         texts, _ = _source_params(ctx, init_owner, "__init__", sig)
         plist = list(sig.parameters.values())[1:]
         if plist and all(p.kind is p.VAR_KEYWORD for p in plist if p.name != "rngs") and any(
@@ -451,12 +519,15 @@ def inspect_class(
 
     # Methods.
     methods: list[MethodSpec] = []
+    param_names = {p.name for p in params}
     for mname in public_methods(cls):
+        if mname in param_names:
+            continue  # an instance attribute set from the constructor shadows it
         owner = _owner(cls, mname)
         assert owner is not None
         fn = getattr(cls, mname)
         sig = _signature(fn, f"{target}.{mname}")
-        ctx = _context(cls, owner, wrapped, imports)
+        ctx = _context(cls, owner, wrapped, imports, names)
         texts, returns_text = _source_params(ctx, owner, mname, sig)
         plist = list(sig.parameters.values())
         if plist and plist[0].kind is not plist[0].VAR_POSITIONAL:
@@ -467,7 +538,10 @@ def inspect_class(
             if p.name == "rngs":
                 takes = True
                 continue
-            mparams.append(_param(ctx, cls, mname, p, texts.get(p.name) if texts else None, wrapped_names))
+            mp = _param(ctx, cls, mname, p, texts.get(p.name) if texts else None, wrapped_names)
+            if takes and p.kind is p.POSITIONAL_OR_KEYWORD:
+                mp = dataclasses.replace(mp, by_keyword=True)
+            mparams.append(mp)
         what = f"{target}.{mname} return annotation"
         if returns_text is not None:
             returns = _rewrite(ctx, returns_text, annotation=True, what=what)
@@ -484,7 +558,7 @@ def inspect_class(
             MethodSpec(mname, wname, tuple(mparams), returns, _doc(fn), takes, train)
         )
 
-    extra = _kontext_fields(cls, wrapped, imports)
+    extra = _kontext_fields(cls, wrapped, imports, names)
     spec = ClassSpec(
         name=name,
         target=target,

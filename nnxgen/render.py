@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from nnxgen import __version__
+from nnxgen import __version__, lintcompat
 from nnxgen.layout import INDENT, Seq, dict_of, docstring, lay_out, tuple_of
 from nnxgen.spec import ClassSpec, FileSpec, Import, MethodSpec, ParamSpec
 
@@ -94,11 +94,13 @@ def _method_params(m: MethodSpec) -> list[str]:
 
 def _call_body(cls: ClassSpec, m: MethodSpec) -> list[str]:
     positional: list[str | Seq] = [
-        p.name for p in m.params if p.kind in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
+        p.name
+        for p in m.params
+        if p.kind in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD") and not p.by_keyword
     ]
     positional += [f"*{p.name}" for p in m.params if p.kind == "VAR_POSITIONAL"]
     keyword: list[tuple[str, str | Seq]] = [
-        (f'"{p.name}"', p.name) for p in m.params if p.kind == "KEYWORD_ONLY"
+        (f'"{p.name}"', p.name) for p in m.params if p.kind == "KEYWORD_ONLY" or p.by_keyword
     ]
     kw = dict_of(keyword)
     kw.items += [f"**{p.name}" for p in m.params if p.kind == "VAR_KEYWORD"]
@@ -264,19 +266,49 @@ def _import_lines(imports: list[Import]) -> list[str]:
     return lines
 
 
-def _check_names(classes: tuple[ClassSpec, ...], imports: set[Import]) -> None:
-    owners: dict[str, set[str]] = {}
+def _import_target(i: Import) -> object:
+    import importlib
+
+    mod = importlib.import_module(i.module)
+    return mod if i.name is None else getattr(mod, i.name)
+
+
+def _dedupe_imports(imports: set[Import]) -> set[Import]:
+    """Drop imports that bind an already-bound name to the very same object.
+
+    (``Array`` re-exported by several flax modules is one object.) Two different
+    objects under one name is an error the user must resolve.
+    """
+    groups: dict[str, list[Import]] = {}
     for i in imports:
-        key = i.module.split(".")[0] if i.name is None and not i.asname else i.statement()
-        owners.setdefault(i.bound_name(), set()).add(key)
-    for name, keys in owners.items():
-        if len(keys) > 1:
-            raise RenderError(
-                f"the generated file would import two different things as {name!r} "
-                f"({'; '.join(sorted(keys))}); generate these targets into separate files"
-            )
+        groups.setdefault(i.bound_name(), []).append(i)
+    out: set[Import] = set()
+    for name, items in groups.items():
+        keys = {
+            i.module.split(".")[0] if i.name is None and not i.asname else i.statement() for i in items
+        }
+        if len(keys) == 1:
+            out.update(items)
+            continue
+        try:
+            objects = [_import_target(i) for i in items]
+        except Exception:
+            objects = []
+        if objects and all(o is objects[0] for o in objects):
+            best = min(items, key=lambda i: (i.type_checking, len(i.module), i.sort_key()))
+            out.add(best)
+            continue
+        raise RenderError(
+            f"the generated file would import two different things as {name!r} "
+            f"({'; '.join(sorted(keys))}); generate these targets into separate files"
+        )
+    return out
+
+
+def _check_names(classes: tuple[ClassSpec, ...], imports: set[Import]) -> None:
+    bound = {i.bound_name() for i in imports}
     for cls in classes:
-        if cls.name in owners:
+        if cls.name in bound:
             raise RenderError(
                 f"wrapper class {cls.name!r} clashes with an imported name used in a "
                 f"signature; rename it with TARGET=NewName or use separate files"
@@ -295,7 +327,7 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
 
 def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     env = environment(templates)
-    imports = set(spec.imports)
+    imports = _dedupe_imports(lintcompat.modernize_imports(set(spec.imports)))
     _check_names(spec.classes, imports)
     runtime_imports = [i for i in imports if not i.type_checking]
     tc_imports = sorted(
@@ -308,10 +340,16 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     ):
         runtime_imports.append(Import("dataclasses"))
     spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
-    text = env.get_template(TEMPLATE).render(
+    context = dict(
         spec=spec,
         import_lines=_import_lines(runtime_imports),
         type_checking_lines=_import_lines(tc_imports),
         classes=[_class_context(c) for c in spec.classes],
+        noqa="",
     )
+    template = env.get_template(TEMPLATE)
+    text = template.render(**context)
+    codes = lintcompat.noqa_codes(text)
+    if codes:
+        text = template.render(**{**context, "noqa": ", ".join(codes)})
     return text

@@ -26,6 +26,7 @@ flax only and never on the code generator.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import inspect
 import sys
@@ -143,33 +144,66 @@ def _stream_salt(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
-_derive = threading.local()
+_policy = threading.local()
 
 
-class _InitRngs(nnx.Rngs):
-    """``nnx.Rngs`` that, while constructing, derives streams it was not given.
+@contextlib.contextmanager
+def _missing_streams(base: jax.Array | None, strict: bool, cls_name: str = ""):
+    """How a stream that nobody passed is handled inside this block.
 
-    A derived stream's key is ``fold_in(base_key, crc32(name))``; its tag is the
-    requested name, so that at apply time it is refilled from Linen's stream of
-    that name.
+    ``strict`` (training at apply): raise, naming the stream; otherwise derive
+    its key as ``fold_in(base, crc32(name))`` (at init ``base`` is the params
+    key; at apply in eval mode it is ``key(0)``: deterministic, never used for
+    dropout, which only draws in training).
+    """
+    previous = getattr(_policy, "state", None)
+    _policy.state = (base, strict, cls_name)
+    try:
+        yield
+    finally:
+        _policy.state = previous
+
+
+def _missing_stream_error(name: str, cls_name: str = "") -> NnxgenError:
+    who = f"{cls_name}: " if cls_name else ""
+    return NnxgenError(
+        f"{who}the NNX module draws from the rng stream {name!r} in training, but no "
+        f"{name!r} rng was passed: call apply(..., rngs={{{name!r}: key}})."
+    )
+
+
+def _derived_key(name: str) -> jax.Array | None:
+    state = getattr(_policy, "state", None)
+    if state is None:
+        return None
+    base, strict, cls_name = state
+    if strict:
+        raise _missing_stream_error(name, cls_name)
+    if base is None:
+        base = jax.random.key(0)
+    return jax.random.fold_in(base, _stream_salt(name))
+
+
+class _Rngs(nnx.Rngs):
+    """``nnx.Rngs`` that follows :func:`_missing_streams` for streams it lacks.
+
+    A derived stream is tagged with the requested name, so at apply time it is
+    refilled from Linen's stream of that name when the caller passes one.
     """
 
     def _get_stream(self, name, error_type):
-        base = getattr(_derive, "base", None)
-        if base is not None and name not in vars(self) and name != "default":
-            stream = nnx.RngStream(jax.random.fold_in(base, _stream_salt(name)), tag=name)
-            setattr(self, name, stream)
+        if name not in vars(self) and name != "default":
+            key = _derived_key(name)
+            if key is not None:
+                setattr(self, name, nnx.RngStream(key, tag=name))
         return super()._get_stream(name, error_type)
 
 
 class _MissingRngStream(nnx.RngStream):
-    """Stands in for a stream whose Linen rng was not passed; raises when used."""
+    """Stands in for a stream whose Linen rng was not passed in training."""
 
     def __call__(self):
-        raise NnxgenError(
-            f"the NNX module needs the rng stream {self.tag!r}, which was not passed: "
-            f"call apply(..., rngs={{{self.tag!r}: key}}) (or run in eval mode)."
-        )
+        raise _missing_stream_error(self.tag)
 
 
 def nnx_default(cls: type, param: str, method: str = "__init__") -> Any:
@@ -211,32 +245,31 @@ def _build_nnx(
     return value
 
 
-def _make_init_rngs(keys: Mapping[str, jax.Array]) -> _InitRngs:
-    return _InitRngs(**keys)
+def _init_base(keys: Mapping[str, jax.Array]) -> jax.Array | None:
+    if "params" in keys:
+        return keys["params"]
+    if keys:
+        return keys[sorted(keys)[0]]
+    return None
 
 
 def _construct(wrapper: nn.Module, keys: Mapping[str, jax.Array]) -> Any:
     """Build the NNX module, deriving missing streams from the first key."""
-    if "params" in keys:
-        base = keys["params"]
-    elif keys:
-        base = keys[sorted(keys)[0]]
-    else:
-        base = jax.random.key(0)
-    previous = getattr(_derive, "base", None)
-    _derive.base = base
-    try:
-        rngs = _make_init_rngs(keys)
-        return _build_nnx(wrapper, rngs)
-    finally:
-        _derive.base = previous
+    with _missing_streams(_init_base(keys), strict=False):
+        return _build_nnx(wrapper, _Rngs(**keys))
 
 
 # ---------------------------------------------------------------------------
 # Cached graph definitions.
 
 
+#: Collection of raw-array (non-Variable) state, as flax.nnx.bridge names it.
+RAW_ARRAY_COLLECTION = "ArrayImpl"
+
+
 def _collection_of(var_type: type) -> str:
+    if not issubclass(var_type, variablelib.Variable):
+        return RAW_ARRAY_COLLECTION
     return variablelib.variable_name_from_type(var_type, allow_register=True)
 
 
@@ -352,8 +385,16 @@ def _entry_for(wrapper: nn.Module) -> _Entry:
             if entry is not None:
                 _CACHE.move_to_end(key)
                 return entry
-    abstract = nnx.eval_shape(lambda: _construct(wrapper, {}))
-    entry = _analyse(abstract)
+    box: dict[str, _Entry] = {}
+
+    def build() -> tuple:
+        # Traced, not run: no initializer executes. Raw-array state (as in
+        # nnx.WeightNorm) stays state, which nnx.eval_shape would make static.
+        box["entry"] = _analyse(_construct(wrapper, {}))
+        return ()
+
+    jax.eval_shape(build)
+    entry = box["entry"]
     if key is not None:
         with _cache_lock:
             _CACHE[key] = entry
@@ -454,22 +495,25 @@ def _gather_state(
 
 
 def _put_rng_state(
-    state: dict[Any, Any], entry: _Entry, linen: nn.Module
+    state: dict[Any, Any], entry: _Entry, linen: nn.Module, strict: bool
 ) -> list[_RngLeaf]:
-    """Fill rng keys from Linen streams; returns the streams Linen does not have."""
+    """Fill rng keys from Linen streams (``make_rng(tag)``, in state order).
+
+    A stream Linen does not have gets a fixed derived key, or, when ``strict``
+    (training), is returned so that it raises if drawn from.
+    """
     scope = linen.scope
     assert scope is not None
     missing = []
     for rng in entry.rng_leaves:
         if rng.tag in scope.rngs:
             key = linen.make_rng(rng.tag)
-            if rng.shape:
-                key = jax.random.split(key, rng.shape)
         else:
-            key = jax.random.key(0)
-            if rng.shape:
-                key = jax.random.split(key, rng.shape)
-            missing.append(rng)
+            key = jax.random.fold_in(jax.random.key(0), _stream_salt(rng.tag))
+            if strict:
+                missing.append(rng)
+        if rng.shape:
+            key = jax.random.split(key, rng.shape)
         node = state
         for k in rng.path:
             node = node.setdefault(k, {})
@@ -584,21 +628,24 @@ def call(
         not linen.variables and linen.is_mutable_collection("params")
     )
     if initializing:
-        module = _construct(linen, _linen_rngs(linen))
-        _write_back(linen, module)
-        before = _state_paths(module)
-        if mode is not None or _has_mode_attributes(module):
-            _set_mode(module, mode)
-        if wants_rngs:
-            kwargs = {**kwargs, "rngs": nnx.Rngs(**_linen_rngs(linen))}
-        out = _run(module, method, args, kwargs, cls_name, mode)
+        keys = _linen_rngs(linen)
+        with _missing_streams(_init_base(keys), strict=False, cls_name=cls_name):
+            module = _build_nnx(linen, _Rngs(**keys))
+            _write_back(linen, module)
+            before = _state_paths(module)
+            if mode is not None or _has_mode_attributes(module):
+                _set_mode(module, mode)
+            if wants_rngs:
+                kwargs = {**kwargs, "rngs": _Rngs(**_linen_rngs(linen))}
+            out = _run(module, method, args, kwargs, cls_name, mode)
         _write_back(linen, module, only_new=before)
         return out
 
     entry, module = _merged(linen, mode)
-    if wants_rngs:
-        kwargs = {**kwargs, "rngs": nnx.Rngs(**_linen_rngs(linen))}
-    out = _run(module, method, args, kwargs, cls_name, mode)
+    with _missing_streams(None, strict=mode is True, cls_name=cls_name):
+        if wants_rngs:
+            kwargs = {**kwargs, "rngs": _Rngs(**_linen_rngs(linen))}
+        out = _run(module, method, args, kwargs, cls_name, mode)
     if any(linen.is_mutable_collection(c) for c in entry.collections) or linen.is_mutable_collection(
         "intermediates"
     ):
@@ -610,7 +657,7 @@ def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
     """The NNX module for ``linen``'s variables: cached graph + state + Linen rngs."""
     entry = _entry_for(linen)
     state = _gather_state(type(linen).__name__, entry, linen.variables)
-    missing = _put_rng_state(state, entry, linen) if entry.rng_leaves else []
+    missing = _put_rng_state(state, entry, linen, mode is True) if entry.rng_leaves else []
     module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
     for rng in missing:
         _node_at(module, rng.path).__class__ = _MissingRngStream

@@ -46,6 +46,7 @@ class ParamSpec:
     default_comment: str | None = None  # why/what, when the default is a fallback
     field: str = ""  # Linen field name (constructor parameters only)
     unhashable_default: bool = False  # needs dataclasses.field(default_factory=...)
+    by_keyword: bool = False  # passed by keyword (follows a dropped `rngs` slot)
 
     @property
     def has_default(self) -> bool:

@@ -1,0 +1,99 @@
+"""Keep copied annotations verbatim and the generated file lint-clean.
+
+Annotations are copied exactly as the NNX author wrote them, so they may use
+``Optional[X]``, ``Union[...]`` or ``List[...]``, which ruff's default pyupgrade
+rules flag. nnxgen does not rewrite them; it records exactly the rules they
+trigger in a file-level ``# ruff: noqa:`` line (an unused code would itself be
+flagged, so the list is computed, never fixed). Imports of ABCs through
+``typing`` are taken from ``collections.abc`` instead (the same annotation
+text, the non-deprecated source).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+
+from nnxgen.spec import Import
+
+_ABC = frozenset(
+    {
+        "AsyncGenerator", "AsyncIterable", "AsyncIterator", "Awaitable", "ByteString",
+        "Callable", "Collection", "Container", "Coroutine", "Generator", "Hashable",
+        "ItemsView", "Iterable", "Iterator", "KeysView", "Mapping", "MappingView",
+        "MutableMapping", "MutableSequence", "MutableSet", "Reversible", "Sequence",
+        "Sized", "ValuesView",
+    }
+)  # fmt: skip
+_TYPING = frozenset({"typing", "typing_extensions"})
+_UP006 = frozenset({"List", "Dict", "Tuple", "Set", "FrozenSet", "Type", "Deque", "DefaultDict"})
+
+
+def modernize_imports(imports: set[Import]) -> set[Import]:
+    out = set()
+    for i in imports:
+        if i.module in _TYPING and i.name in _ABC:
+            i = dataclasses.replace(i, module="collections.abc")
+        out.add(i)
+    return out
+
+
+def _typing_names(tree: ast.Module) -> tuple[set[str], dict[str, str]]:
+    modules: set[str] = set()
+    members: dict[str, str] = {}
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name in _TYPING:
+                        modules.add(a.asname or a.name)
+            elif isinstance(node, ast.ImportFrom) and node.module in _TYPING:
+                for a in node.names:
+                    members[a.asname or a.name] = a.name
+            elif isinstance(node, ast.If):
+                visit(node.body)
+
+    visit(tree.body)
+    return modules, members
+
+
+def _annotations(tree: ast.Module):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign):
+            yield node.annotation
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                if arg is not None and arg.annotation is not None:
+                    yield arg.annotation
+            if node.returns is not None:
+                yield node.returns
+
+
+def noqa_codes(text: str) -> list[str]:
+    """The pyupgrade codes ruff reports for the annotations in ``text``."""
+    tree = ast.parse(text)
+    modules, members = _typing_names(tree)
+
+    def typing_name(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name):
+            return members.get(node.id)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id in modules:
+                return node.attr
+        return None
+
+    codes: set[str] = set()
+    for ann in _annotations(tree):
+        for node in ast.walk(ann):
+            if isinstance(node, ast.Subscript):
+                name = typing_name(node.value)
+                if name == "Optional":
+                    codes.add("UP045")
+                elif name == "Union":
+                    codes.add("UP007")
+            name = typing_name(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
+            if name in _UP006:
+                codes.add("UP006")
+    return sorted(codes)
