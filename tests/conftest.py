@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import re
 import sys
@@ -34,6 +35,8 @@ def wrap(gen_dir):
         key = tuple(targets)
         if key not in _made:
             name = "w_" + re.sub(r"\W", "_", "_".join(targets)).lower()
+            if len(name) > 60:
+                name = name[:40] + "_" + hashlib.sha1(name.encode()).hexdigest()[:10]
             path = gen_dir / f"{name}.py"
             path.write_text(generate.generate(list(targets), str(path)), encoding="utf-8")
             importlib.invalidate_caches()
