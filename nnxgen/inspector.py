@@ -62,6 +62,9 @@ class Names:
         self.bound: dict[str, tuple[object, frozenset[Import]]] = {}
         for cls, name in wrappers.items():
             self.bound[name] = (("wrapper", cls), frozenset())
+            top = cls.__qualname__.split(".")[0]
+            if top == cls.__qualname__:
+                self.bound[nnx_alias(top)] = (cls, frozenset({Import(cls.__module__, top, nnx_alias(top))}))
         self.bound["nn"] = (flax.linen, frozenset({LINEN}))
         self.bound["_rt"] = (("runtime",), frozenset({RUNTIME}))
         self.bound["dataclasses"] = (dataclasses, frozenset({DATACLASSES}))
@@ -410,11 +413,24 @@ def public_methods(cls: type) -> list[str]:
     return names
 
 
+def _cleandoc(doc: str) -> str:
+    """``inspect.cleandoc`` without expanding tabs (a docstring's tabs are content)."""
+    lines = doc.splitlines()
+    indents = [len(line) - len(line.lstrip(" ")) for line in lines[1:] if line.strip()]
+    margin = min(indents, default=0)
+    out = [lines[0].strip()] + [line[margin:].rstrip() for line in lines[1:]]
+    while out and not out[-1]:
+        out.pop()
+    while out and not out[0]:
+        out.pop(0)
+    return "\n".join(out)
+
+
 def _doc(obj: Any) -> str | None:
     doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
-    if not doc or not doc.strip():
+    if not isinstance(doc, str) or not doc.strip():
         return None
-    return inspect.cleandoc(doc)
+    return _cleandoc(doc)
 
 
 def _kontext_fields(

@@ -75,7 +75,11 @@ def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
 def docstring(text: str, indent: str) -> list[str]:
     """A docstring literal as ruff formats it."""
     body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    lines = [line.rstrip() for line in body.expandtabs().splitlines()]
+    body = "".join(
+        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        for c in body
+    )
+    lines = [line.rstrip() for line in body.splitlines()]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:

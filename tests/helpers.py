@@ -42,9 +42,16 @@ def ruff(*args: str, cwd: Path | str = ROOT) -> subprocess.CompletedProcess:
     )
 
 
-def pyright(*files: str | Path, cwd: Path | str = ROOT) -> subprocess.CompletedProcess:
-    extra = os.pathsep.join([str(cwd), str(ROOT)])
-    env = {**os.environ, "PYTHONPATH": extra}
+def pyright(
+    *files: str | Path, cwd: Path | str = ROOT, extra_paths: tuple = ()
+) -> subprocess.CompletedProcess:
+    """pyright (basic mode) on ``files``, resolving imports from this venv and extra paths."""
+    import json
+
+    if Path(cwd) != ROOT:
+        config = {"extraPaths": [str(ROOT), *map(str, extra_paths)], "typeCheckingMode": "basic"}
+        (Path(cwd) / "pyrightconfig.json").write_text(json.dumps(config))
+    env = dict(os.environ)
     return subprocess.run(
         [tool("pyright"), "--pythonpath", sys.executable, *map(str, files)],
         cwd=cwd,
