@@ -22,6 +22,7 @@ class _Fail(click.ClickException):
 def _run(debug: bool, fn):
     """Run ``fn``; known errors become one-line messages (tracebacks with --debug)."""
     from nnxgen.config import ConfigError
+    from nnxgen.describe import DescribeError
     from nnxgen.generate import GenerateError
     from nnxgen.inspector import InspectError
     from nnxgen.render import RenderError
@@ -31,7 +32,7 @@ def _run(debug: bool, fn):
         return fn()
     except SystemExit:
         raise
-    except (ConfigError, GenerateError, InspectError, RenderError, TargetError) as err:
+    except (ConfigError, DescribeError, GenerateError, InspectError, RenderError, TargetError) as err:
         if debug:
             traceback.print_exc()
         raise _Fail(str(err)) from None
@@ -181,6 +182,24 @@ def check(files: tuple[str, ...], templates: str | None, debug: bool):
             click.echo(f"nnxgen: {stale} of {len(jobs)} generated file(s) out of date", err=True)
             raise SystemExit(1)
         click.echo(f"nnxgen: {len(jobs)} generated file(s) up to date")
+
+    _run(debug, go)
+
+
+@main.command("inspect")
+@click.argument("target")
+@click.option("-a", "--arg", "args", multiple=True, help="Constructor argument NAME=VALUE (for the state).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def inspect_cmd(target: str, args: tuple[str, ...], as_json: bool, debug: bool):
+    """Show what nnxgen sees in TARGET: fields, methods, and (with --arg) the state
+    collections with shapes from an abstract init."""
+
+    def go():
+        from nnxgen import describe
+
+        data = describe.describe(target, describe.parse_args(args))
+        click.echo(describe.as_json(data) if as_json else describe.as_text(data))
 
     _run(debug, go)
 

@@ -166,3 +166,22 @@ def test_help_and_version_do_not_import_jax():
     assert res.returncode == 0, res.stderr
     assert "nnxgen, version" in res.stdout
     assert res.stdout.strip().endswith("False False 0")
+
+
+def test_inspect_shows_fields_methods_and_abstract_state():
+    import json
+
+    res = run_cli(
+        "inspect", "generated_examples.mlp:MLP", "--arg", "din=3", "--arg", "dmid=4",
+        "--arg", "dout=2", "--json",
+    )
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)["classes"][0]
+    assert [f["name"] for f in data["fields"]] == ["din", "dmid", "dout", "dropout_rate", "momentum"]
+    assert [m["name"] for m in data["methods"]] == ["__call__", "embed"]
+    state = {(r["collection"], r["path"]): r["shape"] for r in data["state"]}
+    assert state[("params", "linear1/kernel")] == [3, 4]
+    assert state[("batch_stats", "bn/mean")] == [4]
+    res = run_cli("inspect", "generated_examples.mlp:MLP")
+    assert res.returncode == 0
+    assert "pass --arg din=... --arg dmid=... --arg dout=... to see it" in res.stdout
