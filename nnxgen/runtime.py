@@ -28,6 +28,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import inspect
 import sys
 import threading
@@ -209,6 +210,28 @@ class _MissingRngStream(nnx.RngStream):
 def nnx_default(cls: type, param: str, method: str = "__init__") -> Any:
     """The default of ``param`` in the NNX signature (for defaults not importable as written)."""
     return inspect.signature(getattr(cls, method)).parameters[param].default
+
+
+@functools.lru_cache(maxsize=None)
+def _rngs_optional(cls: type, method: str) -> bool:
+    param = inspect.signature(getattr(cls, method)).parameters.get("rngs")
+    return param is not None and param.default is not inspect.Parameter.empty
+
+
+def _method_rngs(linen: nn.Module, module: Any, method: str) -> Any:
+    """The ``rngs`` to pass to an NNX method that takes one, or None to pass nothing.
+
+    An optional ``rngs`` is left out when the module keeps its own streams
+    (``self.rngs``, the flax convention: Dropout, MultiHeadAttention, RNN...),
+    so the method draws from them, seeded as documented; otherwise (e.g.
+    ``LSTMCell.initialize_carry`` with ``keep_rngs=False``) the Linen streams
+    are passed.
+    """
+    if _rngs_optional(type(module), method) and isinstance(
+        getattr(module, "rngs", None), (nnx.Rngs, nnx.RngStream)
+    ):
+        return None
+    return _Rngs(**_linen_rngs(linen))
 
 
 def _linen_rngs(module: nn.Module) -> dict[str, jax.Array]:
@@ -635,16 +658,16 @@ def call(
             before = _state_paths(module)
             if mode is not None or _has_mode_attributes(module):
                 _set_mode(module, mode)
-            if wants_rngs:
-                kwargs = {**kwargs, "rngs": _Rngs(**_linen_rngs(linen))}
+            if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
+                kwargs = {**kwargs, "rngs": r}
             out = _run(module, method, args, kwargs, cls_name, mode)
         _write_back(linen, module, only_new=before)
         return out
 
     entry, module = _merged(linen, mode)
     with _missing_streams(None, strict=mode is True, cls_name=cls_name):
-        if wants_rngs:
-            kwargs = {**kwargs, "rngs": _Rngs(**_linen_rngs(linen))}
+        if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
+            kwargs = {**kwargs, "rngs": r}
         out = _run(module, method, args, kwargs, cls_name, mode)
     if any(linen.is_mutable_collection(c) for c in entry.collections) or linen.is_mutable_collection(
         "intermediates"

@@ -45,10 +45,13 @@ class _Probe(nn.Module):
         return {tag: [self.make_rng(tag) for _ in range(n)] for tag, n in self.counts}
 
 
-def probe_keys(rngs: Mapping[str, jax.Array], counts: Mapping[str, int]):
+def probe_keys(
+    rngs: Mapping[str, jax.Array], counts: Mapping[str, int]
+) -> dict[str, list[jax.Array]]:
     """The keys a top-level Linen module gets from ``make_rng`` under ``rngs``."""
     counts = {t: n for t, n in counts.items() if t in rngs}
-    return _Probe(tuple(sorted(counts.items()))).apply({}, rngs=dict(rngs))
+    keys: Any = _Probe(tuple(sorted(counts.items()))).apply({}, rngs=dict(rngs))
+    return keys
 
 
 def _node(module: Any, path) -> Any:
@@ -147,7 +150,6 @@ class Case:
     method: str = "__call__"
     kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dropout: bool = False  # uses a 'dropout' rng in train mode
-    init_rngs: Any = None  # what init gets (default: the one-key idiom)
 
     def build_nnx(self, seed: int = 123) -> nnx.Module:
         rngs = nnx.Rngs(params=seed, dropout=seed + 1)
@@ -294,43 +296,9 @@ CASES = [
         ),
         lambda: (_x((2, 3, 4)),),
         dropout=True,
-        # One-key init fails for this class (see _NO_RNG_BUG).
-        init_rngs={"params": jax.random.key(0), "dropout": jax.random.key(5)},
     ),
 ]
 CASE_BY_ID = {c.id: c for c in CASES}
-
-# Known nnxgen bugs, all from ``runtime.call`` passing ``rngs=nnx.Rngs(**make_rng
-# of every Linen stream)`` to methods that take ``rngs`` (WrapperSpec.rngs_methods:
-# nnx.Dropout.__call__, nnx.MultiHeadAttention.__call__):
-#
-# * the method then ignores the module's own (documented, ``to_nnx``-visible) rng
-#   streams and draws from a *second* ``make_rng('dropout')`` key, so train-mode
-#   outputs differ from the documented seeding rule and from ``to_nnx``;
-# * with no 'dropout' rng passed, that ``nnx.Rngs`` has no 'dropout' stream:
-#   Dropout in train mode raises a bare KeyError instead of NnxgenError, and
-#   MultiHeadAttention (which reads ``rngs.dropout`` unconditionally) raises
-#   AttributeError at one-key init and at eval apply, even with dropout_rate=0.
-_CALL_RNGS_BUG = (
-    "nnxgen bug: for methods that take `rngs` (Dropout, MultiHeadAttention) apply "
-    "injects nnx.Rngs from a second make_rng call instead of the seeded streams"
-)
-CALL_RNGS_CASES = frozenset({"Dropout", "MultiHeadAttention"})
-_NO_RNG_BUG = (
-    "nnxgen bug: the injected nnx.Rngs has no 'dropout' stream when no dropout rng "
-    "is passed (bare KeyError/AttributeError instead of NnxgenError or success)"
-)
-
-
-def _xfail(reason: str, raises: type[BaseException] = AssertionError):
-    return pytest.mark.xfail(strict=True, reason=reason, raises=raises)
-
-
-def _params(ids, xfails: Mapping[str, Any] | None = None):
-    """``pytest.param`` per id, with the strict xfail mark given for that id."""
-    xfails = xfails or {}
-    return [pytest.param(i, marks=(xfails[i],) if i in xfails else ()) for i in ids]
-
 
 K_INIT = jax.random.key(0)
 K_DROP = jax.random.key(42)
@@ -344,7 +312,9 @@ class Built:
     variables: Mapping[str, Any]
     inputs: tuple
 
-    def apply(self, *, train: bool, rngs=None, mutable: Any = False, variables=None):
+    def apply(
+        self, *, train: bool, rngs=None, mutable: Any = False, variables=None
+    ) -> Any:
         return self.model.apply(
             self.variables if variables is None else variables,
             *self.inputs,
@@ -376,9 +346,9 @@ def built(wrap) -> Callable[[str], Built]:
             case = CASE_BY_ID[case_id]
             model = case.wrapper(wrap)
             inputs = case.inputs()
-            init_rngs = K_INIT if case.init_rngs is None else case.init_rngs
+            # The one-key idiom, also for modules that build Dropout.
             variables = model.init(
-                init_rngs, *inputs, **case.kwargs, method=case.method, train=False
+                K_INIT, *inputs, **case.kwargs, method=case.method, train=False
             )
             cache[case_id] = Built(case, model, variables, inputs)
         return cache[case_id]
@@ -386,37 +356,27 @@ def built(wrap) -> Callable[[str], Built]:
     return get
 
 
-def _rngs_for(case: Case, train: bool):
-    # Always pass a dropout key: applying without one is tested separately.
-    return {"dropout": K_DROP}
+# The rngs passed to apply / to_nnx in the comparisons (also in eval mode, where
+# they must not matter); applying without a dropout rng is tested separately.
+RNGS = {"dropout": K_DROP}
 
 
-def _mode_params(xfail_train_ids=frozenset(), reason=""):
-    out = []
-    for case in CASES:
-        for train in (False, True):
-            marks = ()
-            if train and case.id in xfail_train_ids:
-                marks = (_xfail(reason),)
-            out.append(
-                pytest.param(
-                    case.id,
-                    train,
-                    id=f"{case.id}-{'train' if train else 'eval'}",
-                    marks=marks,
-                )
-            )
-    return out
+def _mode_params():
+    return [
+        pytest.param(case.id, train, id=f"{case.id}-{'train' if train else 'eval'}")
+        for case in CASES
+        for train in (False, True)
+    ]
 
 
 # ---------------------------------------------------------------------------
 # 1. Wrapper output == independently built pure NNX module.
 
 
-@pytest.mark.parametrize("case_id,train", _mode_params(CALL_RNGS_CASES, _CALL_RNGS_BUG))
+@pytest.mark.parametrize("case_id,train", _mode_params())
 def test_apply_matches_pure_nnx(built, case_id, train):
     b = built(case_id)
-    rngs = _rngs_for(b.case, train)
+    rngs = RNGS
     mutable = ["batch_stats"] if "batch_stats" in b.variables else False
     out = b.apply(train=train, rngs=rngs, mutable=mutable)
     y, updates = out if mutable else (out, None)
@@ -436,27 +396,23 @@ def test_apply_matches_pure_nnx(built, case_id, train):
 @pytest.mark.parametrize("case_id,train", _mode_params())
 def test_to_nnx_matches_independent_construction(built, case_id, train):
     b = built(case_id)
-    rngs = _rngs_for(b.case, train)
+    rngs = RNGS
     live = rt.to_nnx(b.model, b.variables, train=train, rngs=rngs)
     ref = b.reference(train=train, rngs=rngs)
     assert type(live) is type(ref)
     # Same state, rng keys and counts included.
     assert_close(flat_state(live), flat_state(ref))
     # Same mode flags on every submodule.
-    for (path, m), (_, m_ref) in zip(nnx.iter_modules(live), nnx.iter_modules(ref)):
+    modules, ref_modules = list(nnx.iter_modules(live)), list(nnx.iter_modules(ref))
+    assert [p for p, _ in modules] == [p for p, _ in ref_modules]
+    for (path, m), (_, m_ref) in zip(modules, ref_modules):
         for attr in ("deterministic", "use_running_average"):
             assert getattr(m, attr, None) == getattr(m_ref, attr, None), (path, attr)
     # Same numbers when run.
     assert_close(b.run_reference(live), b.run_reference(ref))
 
 
-@pytest.mark.parametrize(
-    "case_id",
-    _params(
-        [c.id for c in CASES if c.dropout],
-        dict.fromkeys(CALL_RNGS_CASES, _xfail(_CALL_RNGS_BUG)),
-    ),
-)
+@pytest.mark.parametrize("case_id", [c.id for c in CASES if c.dropout])
 def test_to_nnx_train_output_matches_apply(built, case_id):
     """``to_nnx`` is documented as the module apply runs, rng seeding included."""
     b = built(case_id)
@@ -586,13 +542,7 @@ def test_eval_mode_ignores_dropout_key(built, case_id):
     assert not np.allclose(y1, _train_out(b, K_DROP))
 
 
-@pytest.mark.parametrize(
-    "case_id",
-    _params(
-        [c.id for c in CASES],
-        {"MultiHeadAttention": _xfail(_NO_RNG_BUG, raises=AttributeError)},
-    ),
-)
+@pytest.mark.parametrize("case_id", [c.id for c in CASES])
 def test_eval_apply_needs_no_rngs(built, case_id):
     b = built(case_id)
     y0 = b.apply(train=False)
@@ -652,16 +602,7 @@ def test_missing_mode_raises_mode_error(built, case_id):
         b.model.init({"params": K_INIT, "dropout": K_DROP}, *b.inputs)
 
 
-@pytest.mark.parametrize(
-    "case_id",
-    _params(
-        DROPOUT_IDS,
-        {
-            "Dropout": _xfail(_NO_RNG_BUG, raises=KeyError),
-            "MultiHeadAttention": _xfail(_NO_RNG_BUG, raises=AttributeError),
-        },
-    ),
-)
+@pytest.mark.parametrize("case_id", DROPOUT_IDS)
 def test_train_without_dropout_rng_raises(built, case_id):
     b = built(case_id)
     with pytest.raises(rt.NnxgenError, match="dropout"):
@@ -680,21 +621,11 @@ def test_models_without_stochastic_layers_need_no_mode(built):
         assert_close(y, b.apply(train=False))
 
 
-@_xfail(_NO_RNG_BUG, raises=AttributeError)
-def test_one_key_init_multi_head_attention(built):
-    b = built("MultiHeadAttention")
-    v = b.model.init(jax.random.key(0), *b.inputs, train=False)
-    assert layout(v) == layout(b.variables)
-    assert_close(
-        b.model.apply(v, *b.inputs, train=False), b.apply(train=False, variables=v)
-    )
-
-
-@pytest.mark.parametrize("case_id", ["MLP", "TransformerBlock"])
+@pytest.mark.parametrize("case_id", ["MLP", "TransformerBlock", "MultiHeadAttention"])
 def test_one_key_init(built, case_id):
     b = built(case_id)  # was initialised with model.init(jax.random.key(0), ...)
-    assert b.case.init_rngs is None
-    ref = bridge.to_linen(b.case.nnx_class(), *b.case.nnx_args(None)[0]).init(
+    args, kwargs = b.case.nnx_args(nnx.Rngs(0))
+    ref = bridge.to_linen(b.case.nnx_class(), *args, **kwargs).init(
         {"params": K_INIT, "dropout": K_DROP},
         *b.inputs,
         nnx_method=lambda m, *a: (m.eval(), m(*a))[1],
@@ -753,9 +684,9 @@ def test_encoder_matches_pure_nnx_with_same_state(built):
             },
         },
     }
-    ref.backbone.linear.bias.set_value(
-        ref.backbone.linear.bias.get_value().at[0].add(1.0)
-    )
+    bias = ref.backbone.linear.bias
+    assert bias is not None
+    bias.set_value(bias.get_value().at[0].add(1.0))
     y2 = b.model.apply(v2, x, train=False)
     assert_close(y2, ref(x))
     assert not np.allclose(y2, b.model.apply(b.variables, x, train=False))
