@@ -204,7 +204,8 @@ class _MissingRngStream(nnx.RngStream):
     """Stands in for a stream whose Linen rng was not passed in training."""
 
     def __call__(self):
-        raise _missing_stream_error(self.tag)
+        state = getattr(_policy, "state", None)
+        raise _missing_stream_error(self.tag, state[2] if state else "")
 
 
 def nnx_default(cls: type, param: str, method: str = "__init__") -> Any:
