@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.cnn -o generated_examples/cnn_linen.py
 # nnxgen-targets: generated_examples.cnn
-# nnxgen-fingerprint: a3a7d33cd0f607de
+# nnxgen-fingerprint: 697aade87a077908
 
 from __future__ import annotations
 

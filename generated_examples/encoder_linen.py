@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.encoder -o generated_examples/encoder_linen.py
 # nnxgen-targets: generated_examples.encoder
-# nnxgen-fingerprint: 3ca9110f0744ffed
+# nnxgen-fingerprint: a92f86686bcabedf
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.mlp -o generated_examples/mlp_linen.py
 # nnxgen-targets: generated_examples.mlp
-# nnxgen-fingerprint: db84823fe98869c0
+# nnxgen-fingerprint: 53751c7f9d009e09
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.transformer -o generated_examples/transformer_linen.py
 # nnxgen-targets: generated_examples.transformer
-# nnxgen-fingerprint: 612c73c50a5472bd
+# nnxgen-fingerprint: 808e48f961cfe07c
 
 from __future__ import annotations
 
