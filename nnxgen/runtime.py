@@ -50,6 +50,8 @@ __all__ = [
     "WrapperSpec",
     "call",
     "check_version",
+    "default_metadata_fn",
+    "metadata_fn",
     "is_wrapper",
     "nnx_class_of",
     "nnx_default",
@@ -553,8 +555,54 @@ def _node_at(module: Any, path: Sequence[Any]) -> Any:
     return node
 
 
-def _to_linen_value(var: Any) -> Any:
-    return var.get_value() if isinstance(var, nnx.Variable) else var
+def default_metadata_fn(var: Any) -> Any:
+    """How an NNX variable is stored in Linen: a raw array, or a Linen box.
+
+    A variable annotated with sharding names (``nnx.with_partitioning``, the
+    ``out_sharding`` metadata) becomes ``nn.Partitioned`` (mesh axis names), or
+    ``nn.LogicallyPartitioned`` when it carries ``sharding_rules`` (logical
+    names). Linen's own tools then work on the wrapper's variables
+    (``nn.get_partition_spec``, ``nn.logical_to_mesh_sharding``, ``nn.unbox``,
+    also on ``jax.eval_shape(model.init, ...)``), and ``nn.vmap`` / ``nn.scan``
+    with ``metadata_params={nn.PARTITION_NAME: ...}`` add the stacked axis.
+    Anything else is stored as its raw value, as ``flax.nnx.bridge`` does.
+    """
+    if not isinstance(var, nnx.Variable):
+        return var
+    value = var.get_value()
+    meta_ = var.get_metadata()
+    names = meta_.get("out_sharding") or meta_.get("sharding_names") or meta_.get("sharding")
+    if names and isinstance(names, (tuple, list)) and len(names) == getattr(value, "ndim", -1):
+        rules = meta_.get("sharding_rules")
+        if rules:
+            return nn.LogicallyPartitioned(value, tuple(names), mesh=meta_.get("mesh"), rules=tuple(rules))
+        return nn.Partitioned(value, tuple(names), mesh=meta_.get("mesh"))
+    return value
+
+
+_metadata_fn_stack: list[Callable[[Any], Any]] = []
+
+
+@contextlib.contextmanager
+def metadata_fn(fn: Callable[[Any], Any]):
+    """Box variables with ``fn(variable)`` instead of :func:`default_metadata_fn`.
+
+    (For projects that box differently, e.g. into ``nn.LogicallyPartitioned``
+    with their own rules.) A wrapper class may also set
+    ``__nnxgen_metadata_fn__ = staticmethod(fn)`` in a subclass.
+    """
+    _metadata_fn_stack.append(fn)
+    try:
+        yield fn
+    finally:
+        _metadata_fn_stack.pop()
+
+
+def _boxer(linen: nn.Module) -> Callable[[Any], Any]:
+    fn = getattr(type(linen), "__nnxgen_metadata_fn__", None)
+    if fn is not None:
+        return fn
+    return _metadata_fn_stack[-1] if _metadata_fn_stack else default_metadata_fn
 
 
 def _write_back(
@@ -562,17 +610,29 @@ def _write_back(
 ) -> None:
     """Store the NNX module's (non-rng) state in the mutable Linen collections."""
     grouped: dict[str, list[tuple[tuple, Any]]] = {}
+    box = _boxer(linen)
     for path, var in nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.RngState))):
         col = _collection_of(type(var))
         if only_new is not None and (col, tuple(path)) in only_new:
             continue
         if not linen.is_mutable_collection(col):
             continue
-        grouped.setdefault(col, []).append((tuple(path), _to_linen_value(var)))
+        grouped.setdefault(col, []).append((tuple(path), box(var)))
     for col, flat in grouped.items():
         tree = nnx.traversals.unflatten_mapping(dict(flat))
         for k, v in tree.items():
+            if col == "intermediates" and linen.has_variable(col, k):
+                # Linen's sow semantics: values sown by earlier calls are kept.
+                v = _append_sown(linen.get_variable(col, k), v)
             linen.put_variable(col, k, v)
+
+
+def _append_sown(old: Any, new: Any) -> Any:
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return {**old, **{k: _append_sown(old[k], v) if k in old else v for k, v in new.items()}}
+    if isinstance(old, tuple) and isinstance(new, tuple):
+        return old + new
+    return new
 
 
 def _state_paths(module: Any) -> set[tuple[str, tuple]]:
@@ -607,6 +667,14 @@ def _context_mode() -> bool | None:
 
 
 def _resolve_mode(train: bool | None) -> bool | None:
+    if isinstance(train, jax.core.Tracer):
+        raise NnxgenError(
+            "train= was traced (it must be a Python bool, it selects the code path): "
+            "bind it outside the transform, e.g. "
+            "jax.eval_shape(functools.partial(model.init, train=False), key, x), "
+            "jax.jit(f, static_argnames='train'), nn.jit(Model, static_argnames='train'), "
+            "or pass it from a parent module outside nn.vmap / nn.remat."
+        )
     if train is not None:
         return bool(train)
     return _context_mode()
