@@ -433,6 +433,17 @@ def _doc(obj: Any) -> str | None:
     return _cleandoc(doc)
 
 
+def _is_kontext_key(obj: Any) -> bool:
+    """``kontext.Key`` (``Annotated[Any, <kauldron key token>]``) or an alias of it."""
+    import typing
+
+    if typing.get_origin(obj) is not typing.Annotated:
+        return False
+    return any(
+        type(meta).__module__.startswith("kauldron.kontext") for meta in typing.get_args(obj)[1:]
+    )
+
+
 def _kontext_fields(
     cls: type, wrapped: dict[type, str], imports: set[Import], names: Names
 ) -> list[FieldSpec]:
@@ -455,8 +466,8 @@ def _kontext_fields(
             chain = exprs._chain(node)
             if not chain:
                 continue
-            found, obj = _lookup(ctx, chain)
-            if not (getattr(obj, "__module__", "") or "").startswith("kauldron") or chain[-1] != "Key":
+            _, obj = _lookup(ctx, chain)
+            if not _is_kontext_key(obj):
                 continue
             what = f"{klass.__qualname__}.{name}"
             annotation = _rewrite(ctx, ann_text, annotation=True, what=what)

@@ -273,6 +273,16 @@ def _import_target(i: Import) -> object:
     return mod if i.name is None else getattr(mod, i.name)
 
 
+def _runtime_import(i: Import) -> Import:
+    if not i.type_checking:
+        return i
+    try:
+        _import_target(i)
+    except Exception:  # noqa: BLE001 - not importable at run time: keep it type-only
+        return i
+    return dataclasses.replace(i, type_checking=False)
+
+
 def _dedupe_imports(imports: set[Import]) -> set[Import]:
     """Drop imports that bind an already-bound name to the very same object.
 
@@ -329,6 +339,10 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     env = environment(templates)
     imports = _dedupe_imports(lintcompat.modernize_imports(set(spec.imports)))
     _check_names(spec.classes, imports)
+    if any(c.extra_fields for c in spec.classes):
+        # kontext evaluates every class annotation at run time (typing.get_type_hints):
+        # names the source keeps under TYPE_CHECKING must be real imports here.
+        imports = {_runtime_import(i) for i in imports}
     runtime_imports = [i for i in imports if not i.type_checking]
     tc_imports = sorted(
         {i for i in imports if i.type_checking} - set(runtime_imports), key=lambda i: i.statement()
