@@ -63,16 +63,24 @@ def load(start: Path | None = None) -> Config | None:
         )
     unknown = set(section) - {"outputs"}
     if unknown:
-        raise ConfigError(f"{path}: unknown [tool.nnxgen] keys {sorted(unknown)}; only 'outputs' is read")
+        raise ConfigError(
+            f"{path}: unknown [tool.nnxgen] keys {sorted(unknown)}; only 'outputs' is read"
+        )
     outputs = []
     for out, targets in outputs_raw.items():
         if isinstance(targets, str):
             targets = [targets]
-        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        if (
+            not isinstance(targets, list)
+            or not targets
+            or not all(isinstance(t, str) for t in targets)
+        ):
             raise ConfigError(
                 f'{path}: [tool.nnxgen.outputs] "{out}" must list target strings, e.g. ["pkg.mod:Class"]'
             )
         if not out.endswith(".py"):
-            raise ConfigError(f'{path}: [tool.nnxgen.outputs] "{out}" must be a .py file')
+            raise ConfigError(
+                f'{path}: [tool.nnxgen.outputs] "{out}" must be a .py file'
+            )
         outputs.append(Output(Path(out).as_posix(), tuple(targets)))
     return Config(path.parent, tuple(outputs))

@@ -10,7 +10,8 @@ collections named by flax's variable-type registry.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 from flax import nnx
@@ -42,7 +43,10 @@ def _is_value_dict(x: Any) -> bool:
 def _leaves(tree: Any):
     """(path keys, leaf) pairs; a leaf is a Variable, a {'value': x} dict or an array."""
     flat = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: _is_var(x) or _is_value_dict(x) or isinstance(x, meta.AxisMetadata)
+        tree,
+        is_leaf=lambda x: (
+            _is_var(x) or _is_value_dict(x) or isinstance(x, meta.AxisMetadata)
+        ),
     )[0]
     for path, leaf in flat:
         yield tuple(getattr(k, "key", getattr(k, "idx", k)) for k in path), leaf

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from nnxgen import inspector, targets
-from nnxgen.spec import ClassSpec, MethodSpec, ParamSpec
+from nnxgen.spec import MethodSpec, ParamSpec
 
 
 class DescribeError(ValueError):
@@ -21,7 +21,9 @@ def parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.isidentifier():
-            raise DescribeError(f"bad --arg {pair!r}: write it as NAME=VALUE, e.g. --arg din=3")
+            raise DescribeError(
+                f"bad --arg {pair!r}: write it as NAME=VALUE, e.g. --arg din=3"
+            )
         try:
             out[name] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -69,7 +71,12 @@ def _init_params(cls: type) -> list[str]:
 
 
 def _param(p: ParamSpec) -> dict[str, Any]:
-    d = {"name": p.name, "kind": p.kind, "annotation": p.annotation, "default": p.default}
+    d = {
+        "name": p.name,
+        "kind": p.kind,
+        "annotation": p.annotation,
+        "default": p.default,
+    }
     if p.field != p.name and p.field:
         d["field"] = p.field
     if p.default_comment:
@@ -92,7 +99,9 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
     resolved = targets.resolve(target)
     out = []
     for t in resolved:
-        spec, imports = inspector.inspect_class(t.cls, target=t.text, wrapper_name=t.wrapper_name)
+        spec, imports = inspector.inspect_class(
+            t.cls, target=t.text, wrapper_name=t.wrapper_name
+        )
         entry: dict[str, Any] = {
             "target": t.text,
             "wrapper": spec.name,
@@ -103,17 +112,25 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
             "methods": [_method(m) for m in spec.methods],
             "imports": sorted(i.statement() for i in imports),
         }
-        required = [p.name for p in spec.params if p.default is None and p.kind != "VAR_POSITIONAL"]
+        required = [
+            p.name
+            for p in spec.params
+            if p.default is None and p.kind != "VAR_POSITIONAL"
+        ]
         missing = [n for n in required if n not in args]
         if missing:
             entry["state"] = None
-            entry["state_note"] = "pass " + " ".join(f"--arg {n}=..." for n in missing) + " to see it"
+            entry["state_note"] = (
+                "pass " + " ".join(f"--arg {n}=..." for n in missing) + " to see it"
+            )
         else:
             try:
                 entry["state"] = abstract_state(t.cls, {k: v for k, v in args.items()})
-            except Exception as err:  # the user's constructor rejected the arguments
+            except Exception as err:  # noqa: BLE001 - the user's constructor rejected the arguments
                 entry["state"] = None
-                entry["state_note"] = f"abstract init failed: {type(err).__name__}: {err}"
+                entry["state_note"] = (
+                    f"abstract init failed: {type(err).__name__}: {err}"
+                )
         out.append(entry)
     return {"classes": out}
 
@@ -142,5 +159,7 @@ def as_text(data: dict[str, Any]) -> str:
             lines.append(f"    ({c['state_note']})")
         else:
             for r in c["state"]:
-                lines.append(f"    {r['collection']}/{r['path']}: {tuple(r['shape'])} {r['dtype']}")
+                lines.append(
+                    f"    {r['collection']}/{r['path']}: {tuple(r['shape'])} {r['dtype']}"
+                )
     return "\n".join(lines)

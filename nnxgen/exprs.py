@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
-from typing import Callable
+from collections.abc import Callable
 
 #: resolver(parts, node) -> replacement node (or the same node)
 Resolver = Callable[[list[str], ast.expr], ast.expr]
@@ -56,7 +56,9 @@ class _Rewriter(ast.NodeTransformer):
         if args.kwarg:
             names.add(args.kwarg.arg)
         node.args.defaults = [self.visit(d) for d in args.defaults]
-        node.args.kw_defaults = [self.visit(d) if d is not None else None for d in args.kw_defaults]
+        node.args.kw_defaults = [
+            self.visit(d) if d is not None else None for d in args.kw_defaults
+        ]
         self.bound.append(names)
         node.body = self.visit(node.body)
         self.bound.pop()
@@ -73,7 +75,9 @@ class _Rewriter(ast.NodeTransformer):
         self.bound.pop()
         return node
 
-    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = _comprehension
+    visit_ListComp = visit_SetComp = visit_GeneratorExp = visit_DictComp = (
+        _comprehension
+    )
 
     def visit_Attribute(self, node: ast.Attribute):
         parts = _chain(node)
@@ -121,7 +125,7 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
 
-_STR_PREFIX = re.compile(r"^([rRbBuUfF]*)('''|\"\"\"|'|\")", re.S)
+_STR_PREFIX = re.compile(r"^([rRbBuUfF]*)('''|\"\"\"|'|\")", re.DOTALL)
 
 
 def _normalize_string(segment: str) -> str:
@@ -132,7 +136,7 @@ def _normalize_string(segment: str) -> str:
     body = segment[len(prefix) + len(quote) : len(segment) - len(quote)]
     if not segment.endswith(quote) or len(quote) == 3:
         return segment
-    prefix = prefix.lower() if "f" not in prefix.lower() else prefix.lower()
+    prefix = prefix.lower()
     prefix = prefix.replace("u", "")
     if quote == "'" and '"' not in body:
         if "r" in prefix:
@@ -168,11 +172,16 @@ class _Unparser(ast._Unparser):  # type: ignore[name-defined,misc]
 
     def visit_Constant(self, node):
         segment = None
-        if getattr(node, "lineno", None) is not None and hasattr(node, "end_col_offset"):
+        if getattr(node, "lineno", None) is not None and hasattr(
+            node, "end_col_offset"
+        ):
             segment = _segment(self._text, node)
         if segment is not None and "\n" not in segment:
             if isinstance(node.value, str) and not isinstance(node.value, bytes):
-                if re.match(r"^[rRuU]?('|\")", segment) and segment.count(segment[-1]) >= 2:
+                if (
+                    re.match(r"^[rRuU]?('|\")", segment)
+                    and segment.count(segment[-1]) >= 2
+                ):
                     # Single literal (not an implicit concatenation).
                     try:
                         if ast.literal_eval(segment) == node.value:
@@ -180,7 +189,9 @@ class _Unparser(ast._Unparser):  # type: ignore[name-defined,misc]
                             return
                     except (ValueError, SyntaxError):
                         pass
-            elif isinstance(node.value, (int, float, complex)) and not isinstance(node.value, bool):
+            elif isinstance(node.value, (int, float, complex)) and not isinstance(
+                node.value, bool
+            ):
                 self.write(_normalize_number(segment))
                 return
         if isinstance(node.value, str):

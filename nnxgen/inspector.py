@@ -64,14 +64,19 @@ class Names:
             self.bound[name] = (("wrapper", cls), frozenset())
             top = cls.__qualname__.split(".")[0]
             if top == cls.__qualname__:
-                self.bound[nnx_alias(top)] = (cls, frozenset({Import(cls.__module__, top, nnx_alias(top))}))
+                self.bound[nnx_alias(top)] = (
+                    cls,
+                    frozenset({Import(cls.__module__, top, nnx_alias(top))}),
+                )
         self.bound["nn"] = (flax.linen, frozenset({LINEN}))
         self.bound["_rt"] = (("runtime",), frozenset({RUNTIME}))
         self.bound["dataclasses"] = (dataclasses, frozenset({DATACLASSES}))
         self.bound["Any"] = (typing.Any, frozenset({ANY}))
         self.bound["TYPE_CHECKING"] = (typing.TYPE_CHECKING, frozenset())
 
-    def bind(self, name: str, obj: object, imports: list[Import]) -> tuple[str, list[Import]]:
+    def bind(
+        self, name: str, obj: object, imports: list[Import]
+    ) -> tuple[str, list[Import]]:
         """(name to use, imports to add) for binding ``name`` to ``obj``."""
         key = frozenset(imports)
         cur = self.bound.get(name)
@@ -122,7 +127,9 @@ class _Context:
 def _import_obj(imp: Import) -> Any:
     mod = importlib.import_module(imp.module)
     if imp.name is None:
-        return importlib.import_module(imp.module.split(".")[0]) if not imp.asname else mod
+        return (
+            importlib.import_module(imp.module.split(".")[0]) if not imp.asname else mod
+        )
     return getattr(mod, imp.name)
 
 
@@ -136,7 +143,7 @@ def _lookup(ctx: _Context, parts: list[str]) -> tuple[bool, Any]:
     elif ctx.src is not None and name in ctx.src.imports:
         try:
             obj, found = _import_obj(ctx.src.imports[name][-1]), True
-        except Exception:
+        except Exception:  # noqa: BLE001 - user code may raise anything here
             return False, None
     elif hasattr(builtins, name):
         obj, found = getattr(builtins, name), True
@@ -171,7 +178,9 @@ def _pick_imports(stmts: list[Import], parts: list[str]) -> list[Import]:
     plain = [s for s in stmts if s.name is None and s.asname is None]
     if len(plain) == len(stmts) and plain:
         dotted = ".".join(parts)
-        matching = [s for s in plain if dotted.startswith(s.module + ".") or dotted == s.module]
+        matching = [
+            s for s in plain if dotted.startswith(s.module + ".") or dotted == s.module
+        ]
         if matching:
             return [max(matching, key=lambda s: len(s.module))]
     return [stmts[-1]]
@@ -193,6 +202,7 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
                 return ast.Name(ctx.wrapped[obj])
             ctx.imports.add(LINEN)
             return ast.Attribute(ast.Name("nn"), "Module")
+
         def bind(imports: list[Import]) -> ast.expr:
             root = _lookup(ctx, [name])[1]
             final, imps = ctx.names.bind(name, root, imports)
@@ -209,7 +219,9 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
                 )
             if isinstance(g.get(name), types.ModuleType):
                 mod = g[name]
-                return bind([Import(mod.__name__, None, name if name != mod.__name__ else None)])
+                return bind(
+                    [Import(mod.__name__, None, name if name != mod.__name__ else None)]
+                )
             return bind([Import(ctx.module.__name__, name)])
         scope = _class_scope(ctx, name)
         if scope is not None:
@@ -230,7 +242,11 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
 
 
 def _rewrite(ctx: _Context, text: str, *, annotation: bool, what: str) -> str:
-    return exprs.rewrite(text, _make_resolver(ctx, annotation=annotation, what=what), annotation=annotation)
+    return exprs.rewrite(
+        text,
+        _make_resolver(ctx, annotation=annotation, what=what),
+        annotation=annotation,
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -241,7 +257,7 @@ def _same(a: Any, b: Any) -> bool:
     try:
         r = a == b
         return bool(r) if isinstance(r, bool) or type(r).__name__ == "bool_" else False
-    except Exception:
+    except Exception:  # noqa: BLE001 - user code may raise anything here
         return False
 
 
@@ -251,7 +267,7 @@ def _evaluate(text: str, imports: set[Import], wrapped_names: set[str]) -> Any:
         if imp.type_checking:
             continue
         exec(imp.statement(), ns)  # noqa: S102 - statements we built from source imports
-    return eval(text, ns)  # noqa: S307 - expression text from the user's own source
+    return eval(text, ns)
 
 
 def _annotation_from_object(ctx: _Context, ann: Any, what: str) -> str:
@@ -297,14 +313,22 @@ def _param(
         default, comment = _default(ctx, cls, method, p, text, wrapped_names, what)
     unhashable = default is not None and type(p.default).__hash__ is None
     return ParamSpec(
-        p.name, p.kind.name, annotation, default, comment, field=p.name, unhashable_default=unhashable
+        p.name,
+        p.kind.name,
+        annotation,
+        default,
+        comment,
+        field=p.name,
+        unhashable_default=unhashable,
     )
 
 
 def _fallback_default(ctx: _Context, cls: type, method: str, name: str) -> str:
     ctx.imports.add(RUNTIME)
     top = cls.__qualname__
-    ctx.imports.add(Import(cls.__module__, top.split(".")[0], nnx_alias(top.split(".")[0])))
+    ctx.imports.add(
+        Import(cls.__module__, top.split(".")[0], nnx_alias(top.split(".")[0]))
+    )
     ref = ".".join([nnx_alias(top.split(".")[0]), *top.split(".")[1:]])
     if method == "__init__":
         return f'_rt.nnx_default({ref}, "{name}")'
@@ -318,7 +342,7 @@ def _default(ctx, cls, method, p, text, wrapped_names, what) -> tuple[str, str |
         try:
             rewritten = _rewrite(sub, text.default, annotation=False, what=what)
             value = _evaluate(rewritten, expr_imports, wrapped_names)
-        except Exception:
+        except Exception:  # noqa: BLE001 - user code may raise anything here
             rewritten, value = None, _MISSING
         if rewritten is not None and _same(value, p.default):
             ctx.imports.update(expr_imports)
@@ -326,8 +350,10 @@ def _default(ctx, cls, method, p, text, wrapped_names, what) -> tuple[str, str |
         one_line = " ".join(text.default.split())
         return (
             _fallback_default(ctx, cls, method, p.name),
-            f"source default `{one_line}` is not importable as written; "
-            "the value is taken from the NNX signature",
+            (
+                f"source default `{one_line}` is not importable as written; "
+                "the value is taken from the NNX signature"
+            ),
         )
     simple = _literal(p.default)
     if simple is not None:
@@ -371,7 +397,9 @@ def _context(
 ) -> _Context:
     module = source.module_of(owner)
     if module is None:
-        raise InspectError(f"{owner.__qualname__}: its module {owner.__module__!r} is not imported")
+        raise InspectError(
+            f"{owner.__qualname__}: its module {owner.__module__!r} is not imported"
+        )
     return _Context(module, source.load(module), owner, wrapped, imports, names)
 
 
@@ -427,7 +455,11 @@ def _cleandoc(doc: str) -> str:
 
 
 def _doc(obj: Any) -> str | None:
-    doc = obj.__dict__.get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    doc = (
+        obj.__dict__.get("__doc__")
+        if isinstance(obj, type)
+        else getattr(obj, "__doc__", None)
+    )
     if not isinstance(doc, str) or not doc.strip():
         return None
     return _cleandoc(doc)
@@ -440,7 +472,8 @@ def _is_kontext_key(obj: Any) -> bool:
     if typing.get_origin(obj) is not typing.Annotated:
         return False
     return any(
-        type(meta).__module__.startswith("kauldron.kontext") for meta in typing.get_args(obj)[1:]
+        type(meta).__module__.startswith("kauldron.kontext")
+        for meta in typing.get_args(obj)[1:]
     )
 
 
@@ -454,7 +487,9 @@ def _kontext_fields(
         ctx = _context(cls, klass, wrapped, set(), names)
         texts = {}
         if ctx.src is not None:
-            texts = {n: (a, d) for n, a, d in ctx.src.class_annotations(klass.__qualname__)}
+            texts = {
+                n: (a, d) for n, a, d in ctx.src.class_annotations(klass.__qualname__)
+            }
         for name, ann in vars(klass)["__annotations__"].items():
             ann_text = texts.get(name, (ann if isinstance(ann, str) else None, None))[0]
             if ann_text is None:
@@ -510,7 +545,15 @@ def inspect_class(
     wrapped = dict(wrapped or {})
     wrapped.setdefault(cls, name)
     names = names or Names(wrapped)
-    imports: set[Import] = {LINEN, RUNTIME, Import(cls.__module__, cls.__qualname__.split(".")[0], nnx_alias(cls.__qualname__.split(".")[0]))}
+    imports: set[Import] = {
+        LINEN,
+        RUNTIME,
+        Import(
+            cls.__module__,
+            cls.__qualname__.split(".")[0],
+            nnx_alias(cls.__qualname__.split(".")[0]),
+        ),
+    }
     wrapped_names = set(wrapped.values())
     reserved = _linen_reserved()
 
@@ -524,8 +567,10 @@ def inspect_class(
         ctx = _context(cls, init_owner, wrapped, imports, names)
         texts, _ = _source_params(ctx, init_owner, "__init__", sig)
         plist = list(sig.parameters.values())[1:]
-        if plist and all(p.kind is p.VAR_KEYWORD for p in plist if p.name != "rngs") and any(
-            p.kind is p.VAR_KEYWORD for p in plist
+        if (
+            plist
+            and all(p.kind is p.VAR_KEYWORD for p in plist if p.name != "rngs")
+            and any(p.kind is p.VAR_KEYWORD for p in plist)
         ):
             raise InspectError(
                 f"{target}.__init__ takes only **{plist[-1].name}: a wrapper needs named "
@@ -535,7 +580,14 @@ def inspect_class(
             if p.name == "rngs":
                 takes_rngs = True
                 continue
-            spec = _param(ctx, cls, "__init__", p, texts.get(p.name) if texts else None, wrapped_names)
+            spec = _param(
+                ctx,
+                cls,
+                "__init__",
+                p,
+                texts.get(p.name) if texts else None,
+                wrapped_names,
+            )
             field = p.name
             if field in reserved or keyword.iskeyword(field):
                 field = f"{field}_"
@@ -565,7 +617,9 @@ def inspect_class(
             if p.name == "rngs":
                 takes = True
                 continue
-            mp = _param(ctx, cls, mname, p, texts.get(p.name) if texts else None, wrapped_names)
+            mp = _param(
+                ctx, cls, mname, p, texts.get(p.name) if texts else None, wrapped_names
+            )
             if takes and p.kind is p.POSITIONAL_OR_KEYWORD:
                 mp = dataclasses.replace(mp, by_keyword=True)
             mparams.append(mp)

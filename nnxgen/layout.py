@@ -9,7 +9,6 @@ fits; otherwise one element per line with a trailing comma, recursively.
 from __future__ import annotations
 
 import dataclasses
-from typing import Union
 
 LINE_LENGTH = 88
 INDENT = "    "
@@ -18,7 +17,7 @@ INDENT = "    "
 @dataclasses.dataclass
 class Seq:
     open: str  # text up to and including the opening bracket, e.g. "_rt.call("
-    items: list[Union[str, "Seq"]]
+    items: list[str | Seq]
     close: str  # closing bracket, e.g. ")"
     single_comma: bool = False  # a one-element tuple keeps its comma when flat
     explode: bool = False  # never hug (import lists: one name per line when split)
@@ -30,17 +29,21 @@ class Seq:
         return f"{self.open}{inner}{self.close}"
 
 
-def tuple_of(items: list[Union[str, Seq]]) -> Seq:
+def tuple_of(items: list[str | Seq]) -> Seq:
     return Seq("(", items, ")", single_comma=True)
 
 
-def dict_of(pairs: list[tuple[str, Union[str, Seq]]]) -> Seq:
-    items: list[Union[str, Seq]] = []
+def dict_of(pairs: list[tuple[str, str | Seq]]) -> Seq:
+    items: list[str | Seq] = []
     for key, value in pairs:
         if isinstance(value, str):
             items.append(f"{key}: {value}")
         else:
-            items.append(Seq(f"{key}: {value.open}", value.items, value.close, value.single_comma))
+            items.append(
+                Seq(
+                    f"{key}: {value.open}", value.items, value.close, value.single_comma
+                )
+            )
     return Seq("{", items, "}")
 
 
@@ -57,7 +60,9 @@ def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
     first = f"{indent}{head}{seq.open}"
     last = f"{indent}{seq.close}{tail}"
     if seq.items and not seq.explode:
-        hugged = inner_indent + ", ".join(i if isinstance(i, str) else i.flat() for i in seq.items)
+        hugged = inner_indent + ", ".join(
+            i if isinstance(i, str) else i.flat() for i in seq.items
+        )
         if seq.single_comma and len(seq.items) == 1:
             hugged += ","
         if _fits(hugged):
@@ -76,7 +81,9 @@ def docstring(text: str, indent: str) -> list[str]:
     """A docstring literal as ruff formats it."""
     body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     body = "".join(
-        c if c == "\n" or c.isprintable() else c.encode("unicode_escape").decode("ascii")
+        c
+        if c == "\n" or c.isprintable()
+        else c.encode("unicode_escape").decode("ascii")
         for c in body
     )
     lines = [line.rstrip() for line in body.splitlines()]

@@ -26,7 +26,9 @@ _ABC = frozenset(
     }
 )  # fmt: skip
 _TYPING = frozenset({"typing", "typing_extensions"})
-_UP006 = frozenset({"List", "Dict", "Tuple", "Set", "FrozenSet", "Type", "Deque", "DefaultDict"})
+_UP006 = frozenset(
+    {"List", "Dict", "Tuple", "Set", "FrozenSet", "Type", "Deque", "DefaultDict"}
+)
 
 
 def modernize_imports(imports: set[Import]) -> set[Import]:
@@ -79,9 +81,12 @@ def noqa_codes(text: str) -> list[str]:
     def typing_name(node: ast.expr) -> str | None:
         if isinstance(node, ast.Name):
             return members.get(node.id)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id in modules:
-                return node.attr
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        ):
+            return node.attr
         return None
 
     codes: set[str] = set()
@@ -93,7 +98,11 @@ def noqa_codes(text: str) -> list[str]:
                     codes.add("UP045")
                 elif name == "Union":
                     codes.add("UP007")
-            name = typing_name(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
+            name = (
+                typing_name(node)
+                if isinstance(node, (ast.Name, ast.Attribute))
+                else None
+            )
             if name in _UP006:
                 codes.add("UP006")
     return sorted(codes)

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from nnxgen import __version__, lintcompat
+from nnxgen import lintcompat
 from nnxgen.layout import INDENT, Seq, dict_of, docstring, lay_out, tuple_of
 from nnxgen.spec import ClassSpec, FileSpec, Import, MethodSpec, ParamSpec
 
@@ -100,7 +100,9 @@ def _call_body(cls: ClassSpec, m: MethodSpec) -> list[str]:
     ]
     positional += [f"*{p.name}" for p in m.params if p.kind == "VAR_POSITIONAL"]
     keyword: list[tuple[str, str | Seq]] = [
-        (f'"{p.name}"', p.name) for p in m.params if p.kind == "KEYWORD_ONLY" or p.by_keyword
+        (f'"{p.name}"', p.name)
+        for p in m.params
+        if p.kind == "KEYWORD_ONLY" or p.by_keyword
     ]
     kw = dict_of(keyword)
     kw.items += [f"**{p.name}" for p in m.params if p.kind == "VAR_KEYWORD"]
@@ -145,7 +147,9 @@ def _field_lines(cls: ClassSpec) -> list[str]:
     return lines
 
 
-def _field(name: str, ann: str, default: str | None, factory: bool, kw_only: bool) -> list[str]:
+def _field(
+    name: str, ann: str, default: str | None, factory: bool, kw_only: bool
+) -> list[str]:
     head = f"{name}: {ann} = "
     if default is None:
         if not kw_only:
@@ -165,13 +169,16 @@ def _field(name: str, ann: str, default: str | None, factory: bool, kw_only: boo
 def _spec_lines(cls: ClassSpec) -> list[str]:
     params: list[str | Seq] = []
     simple = all(
-        p.field == p.name and p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY") for p in cls.params
+        p.field == p.name and p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY")
+        for p in cls.params
     )
     for p in cls.params:
         if simple:
             params.append(f'"{p.name}"')
         else:
-            params.append(Seq("_rt.Param(", [f'"{p.name}"', f'"{p.field}"', f'"{p.kind}"'], ")"))
+            params.append(
+                Seq("_rt.Param(", [f'"{p.name}"', f'"{p.field}"', f'"{p.kind}"'], ")")
+            )
     items: list[str | Seq] = [cls.nnx_ref, tuple_of(params)]
     if not cls.takes_rngs:
         items.append("takes_rngs=False")
@@ -242,7 +249,9 @@ def _import_lines(imports: list[Import]) -> list[str]:
                 froms.setdefault(i.module, []).append(i)
         for module in sorted(froms, key=str.lower):
             members = froms[module]
-            combined = sorted({i.name for i in members if not i.asname}, key=_member_key)
+            combined = sorted(
+                {i.name for i in members if not i.asname}, key=_member_key
+            )
             aliased = sorted(
                 (i for i in members if i.asname),
                 key=lambda i: (_member_key(i.name or ""), (i.asname or "").lower()),
@@ -259,7 +268,11 @@ def _import_lines(imports: list[Import]) -> list[str]:
                 if len(flat) <= 88:
                     block.append(flat)
                 else:
-                    block += lay_out("", f"from {module} import ", Seq("(", list(item), ")", explode=True))
+                    block += lay_out(
+                        "",
+                        f"from {module} import ",
+                        Seq("(", list(item), ")", explode=True),
+                    )
         if lines:
             lines.append("")
         lines += block
@@ -295,17 +308,20 @@ def _dedupe_imports(imports: set[Import]) -> set[Import]:
     out: set[Import] = set()
     for name, items in groups.items():
         keys = {
-            i.module.split(".")[0] if i.name is None and not i.asname else i.statement() for i in items
+            i.module.split(".")[0] if i.name is None and not i.asname else i.statement()
+            for i in items
         }
         if len(keys) == 1:
             out.update(items)
             continue
         try:
             objects = [_import_target(i) for i in items]
-        except Exception:
+        except Exception:  # noqa: BLE001 - user code may raise anything here
             objects = []
         if objects and all(o is objects[0] for o in objects):
-            best = min(items, key=lambda i: (i.type_checking, len(i.module), i.sort_key()))
+            best = min(
+                items, key=lambda i: (i.type_checking, len(i.module), i.sort_key())
+            )
             out.add(best)
             continue
         raise RenderError(
@@ -330,7 +346,14 @@ def _check_names(classes: tuple[ClassSpec, ...], imports: set[Import]) -> None:
 
 
 def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
-    data = repr((spec.classes, sorted(spec.imports, key=Import.sort_key), spec.nnxgen_version, spec.runtime_version))
+    data = repr(
+        (
+            spec.classes,
+            sorted(spec.imports, key=Import.sort_key),
+            spec.nnxgen_version,
+            spec.runtime_version,
+        )
+    )
     data += template_sources(env)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
@@ -345,7 +368,8 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
         imports = {_runtime_import(i) for i in imports}
     runtime_imports = [i for i in imports if not i.type_checking]
     tc_imports = sorted(
-        {i for i in imports if i.type_checking} - set(runtime_imports), key=lambda i: i.statement()
+        {i for i in imports if i.type_checking} - set(runtime_imports),
+        key=lambda i: i.statement(),
     )
     if tc_imports:
         runtime_imports.append(TYPE_CHECKING_IMPORT)
@@ -354,13 +378,13 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     ):
         runtime_imports.append(Import("dataclasses"))
     spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
-    context = dict(
-        spec=spec,
-        import_lines=_import_lines(runtime_imports),
-        type_checking_lines=_import_lines(tc_imports),
-        classes=[_class_context(c) for c in spec.classes],
-        noqa="",
-    )
+    context = {
+        "spec": spec,
+        "import_lines": _import_lines(runtime_imports),
+        "type_checking_lines": _import_lines(tc_imports),
+        "classes": [_class_context(c) for c in spec.classes],
+        "noqa": "",
+    }
     template = env.get_template(TEMPLATE)
     text = template.render(**context)
     codes = lintcompat.noqa_codes(text)

@@ -33,7 +33,8 @@ import inspect
 import sys
 import threading
 import zlib
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,8 +52,8 @@ __all__ = [
     "call",
     "check_version",
     "default_metadata_fn",
-    "metadata_fn",
     "is_wrapper",
+    "metadata_fn",
     "nnx_class_of",
     "nnx_default",
     "to_nnx",
@@ -215,7 +216,7 @@ def nnx_default(cls: type, param: str, method: str = "__init__") -> Any:
     return inspect.signature(getattr(cls, method)).parameters[param].default
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rngs_optional(cls: type, method: str) -> bool:
     param = inspect.signature(getattr(cls, method)).parameters.get("rngs")
     return param is not None and param.default is not inspect.Parameter.empty
@@ -243,9 +244,7 @@ def _linen_rngs(module: nn.Module) -> dict[str, jax.Array]:
     return {name: module.make_rng(name) for name in sorted(scope.rngs)}
 
 
-def _build_nnx(
-    value: Any, rngs: nnx.Rngs | None, *, field_path: str = ""
-) -> Any:
+def _build_nnx(value: Any, rngs: nnx.Rngs | None, *, field_path: str = "") -> Any:
     """Turn a wrapper (or containers of wrappers) into live NNX modules."""
     if is_wrapper(value):
         spec: WrapperSpec = type(value).__nnxgen__
@@ -275,7 +274,7 @@ def _init_base(keys: Mapping[str, jax.Array]) -> jax.Array | None:
     if "params" in keys:
         return keys["params"]
     if keys:
-        return keys[sorted(keys)[0]]
+        return keys[min(keys)]
     return None
 
 
@@ -338,12 +337,17 @@ class _Unhashable(Exception):
 def _key_of(value: Any) -> Hashable:
     if is_wrapper(value):
         spec = type(value).__nnxgen__
-        return (type(value), tuple(_key_of(getattr(value, p.field)) for p in spec.params))
+        return (
+            type(value),
+            tuple(_key_of(getattr(value, p.field)) for p in spec.params),
+        )
     if isinstance(value, (list, tuple)):
         return (type(value), tuple(_key_of(v) for v in value))
     if isinstance(value, Mapping):
         return (dict, tuple(sorted((k, _key_of(v)) for k, v in value.items())))
-    if isinstance(value, (jax.Array, jnp.ndarray)) and not isinstance(value, jax.core.Tracer):
+    if isinstance(value, (jax.Array, jnp.ndarray)) and not isinstance(
+        value, jax.core.Tracer
+    ):
         raise _Unhashable
     try:
         hash(value)
@@ -362,7 +366,8 @@ def _set_mode(module: Any, mode: bool | None) -> None:
 
 def _has_mode_attributes(module: Any) -> bool:
     return any(
-        any(hasattr(m, a) for a in _MODE_ATTRIBUTES) for _, m in nnx.iter_modules(module)
+        any(hasattr(m, a) for a in _MODE_ATTRIBUTES)
+        for _, m in nnx.iter_modules(module)
     )
 
 
@@ -387,7 +392,12 @@ def _analyse(module: Any) -> _Entry:
         col = _collection_of(type(var))
         value = var.get_value() if isinstance(var, nnx.Variable) else var
         leaves.append(
-            _Leaf(tuple(path), col, tuple(getattr(value, "shape", ())), getattr(value, "dtype", None))
+            _Leaf(
+                tuple(path),
+                col,
+                tuple(getattr(value, "shape", ())),
+                getattr(value, "dtype", None),
+            )
         )
         counts[col] = counts.get(col, 0) + 1
     return _Entry(
@@ -458,7 +468,11 @@ def _unbox(x: Any) -> Any:
 
 
 def _count_leaves(tree: Any) -> int:
-    return len(jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, meta.AxisMetadata)))
+    return len(
+        jax.tree_util.tree_leaves(
+            tree, is_leaf=lambda x: isinstance(x, meta.AxisMetadata)
+        )
+    )
 
 
 def _flat_paths(tree: Any, prefix: tuple = ()) -> Iterable[tuple]:
@@ -508,9 +522,15 @@ def _gather_state(
                 f"checkpoints of other wrappers with nnxgen.convert."
             )
         if _count_leaves(tree) != expected:
-            known = {tuple(map(str, leaf.path)) for leaf in entry.leaves if leaf.collection == col}
+            known = {
+                tuple(map(str, leaf.path))
+                for leaf in entry.leaves
+                if leaf.collection == col
+            }
             extra = [
-                _path_str(col, p) for p in _flat_paths(tree) if tuple(map(str, p)) not in known
+                _path_str(col, p)
+                for p in _flat_paths(tree)
+                if tuple(map(str, p)) not in known
             ]
             if extra:
                 raise NnxgenError(
@@ -571,11 +591,21 @@ def default_metadata_fn(var: Any) -> Any:
         return var
     value = var.get_value()
     meta_ = var.get_metadata()
-    names = meta_.get("out_sharding") or meta_.get("sharding_names") or meta_.get("sharding")
-    if names and isinstance(names, (tuple, list)) and len(names) == getattr(value, "ndim", -1):
+    names = (
+        meta_.get("out_sharding")
+        or meta_.get("sharding_names")
+        or meta_.get("sharding")
+    )
+    if (
+        names
+        and isinstance(names, (tuple, list))
+        and len(names) == getattr(value, "ndim", -1)
+    ):
         rules = meta_.get("sharding_rules")
         if rules:
-            return nn.LogicallyPartitioned(value, tuple(names), mesh=meta_.get("mesh"), rules=tuple(rules))
+            return nn.LogicallyPartitioned(
+                value, tuple(names), mesh=meta_.get("mesh"), rules=tuple(rules)
+            )
         return nn.Partitioned(value, tuple(names), mesh=meta_.get("mesh"))
     return value
 
@@ -629,7 +659,10 @@ def _write_back(
 
 def _append_sown(old: Any, new: Any) -> Any:
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return {**old, **{k: _append_sown(old[k], v) if k in old else v for k, v in new.items()}}
+        return {
+            **old,
+            **{k: _append_sown(old[k], v) if k in old else v for k, v in new.items()},
+        }
     if isinstance(old, tuple) and isinstance(new, tuple):
         return old + new
     return new
@@ -662,7 +695,7 @@ def _context_mode() -> bool | None:
         return bool(stack[-1]) if stack else None
     try:  # public API (raises when no value is set)
         return bool(tp.train_property())
-    except Exception:
+    except Exception:  # noqa: BLE001 - user code may raise anything here
         return None
 
 
@@ -738,9 +771,9 @@ def call(
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
         out = _run(module, method, args, kwargs, cls_name, mode)
-    if any(linen.is_mutable_collection(c) for c in entry.collections) or linen.is_mutable_collection(
-        "intermediates"
-    ):
+    if any(
+        linen.is_mutable_collection(c) for c in entry.collections
+    ) or linen.is_mutable_collection("intermediates"):
         _write_back(linen, module)
     return out
 
@@ -749,7 +782,9 @@ def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
     """The NNX module for ``linen``'s variables: cached graph + state + Linen rngs."""
     entry = _entry_for(linen)
     state = _gather_state(type(linen).__name__, entry, linen.variables)
-    missing = _put_rng_state(state, entry, linen, mode is True) if entry.rng_leaves else []
+    missing = (
+        _put_rng_state(state, entry, linen, mode is True) if entry.rng_leaves else []
+    )
     module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
     for rng in missing:
         _node_at(module, rng.path).__class__ = _MissingRngStream

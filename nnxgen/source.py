@@ -51,7 +51,9 @@ class ModuleSource:
             node = _find_def(body, cst.ClassDef, part)
             if node is None:
                 return None
-            body = list(node.body.body) if isinstance(node.body, cst.IndentedBlock) else []
+            body = (
+                list(node.body.body) if isinstance(node.body, cst.IndentedBlock) else []
+            )
         return node
 
     def find_function(self, class_qualname: str, name: str) -> SourceFunction | None:
@@ -63,7 +65,9 @@ class ModuleSource:
             return None
         return self._signature(fn)
 
-    def class_annotations(self, class_qualname: str) -> list[tuple[str, str, str | None]]:
+    def class_annotations(
+        self, class_qualname: str
+    ) -> list[tuple[str, str, str | None]]:
         """``(name, annotation, default)`` of annotated class attributes."""
         cls = self.find_class(class_qualname)
         out: list[tuple[str, str, str | None]] = []
@@ -73,9 +77,19 @@ class ModuleSource:
             if not isinstance(stmt, cst.SimpleStatementLine):
                 continue
             for small in stmt.body:
-                if isinstance(small, cst.AnnAssign) and isinstance(small.target, cst.Name):
-                    default = self.code(small.value) if small.value is not None else None
-                    out.append((small.target.value, self.code(small.annotation.annotation), default))
+                if isinstance(small, cst.AnnAssign) and isinstance(
+                    small.target, cst.Name
+                ):
+                    default = (
+                        self.code(small.value) if small.value is not None else None
+                    )
+                    out.append(
+                        (
+                            small.target.value,
+                            self.code(small.annotation.annotation),
+                            default,
+                        )
+                    )
         return out
 
     def _signature(self, fn: cst.FunctionDef) -> SourceFunction:
@@ -147,7 +161,9 @@ def _dotted(node: cst.BaseExpression) -> str:
     raise ValueError(node)
 
 
-def _resolve_relative(module_name: str, is_package: bool, level: int, target: str | None) -> str:
+def _resolve_relative(
+    module_name: str, is_package: bool, level: int, target: str | None
+) -> str:
     package = module_name if is_package else module_name.rpartition(".")[0]
     name = "." * level + (target or "")
     return importlib.util.resolve_name(name, package)
@@ -159,14 +175,20 @@ def _collect(
     for stmt in body:
         if isinstance(stmt, cst.If):
             inner_tc = tc or _is_type_checking(stmt.test)
-            _collect(stmt.body.body, module_name, is_package, imports, toplevel, inner_tc)
+            _collect(
+                stmt.body.body, module_name, is_package, imports, toplevel, inner_tc
+            )
             orelse = stmt.orelse
             while orelse is not None:
                 if isinstance(orelse, cst.If):
-                    _collect(orelse.body.body, module_name, is_package, imports, toplevel, tc)
+                    _collect(
+                        orelse.body.body, module_name, is_package, imports, toplevel, tc
+                    )
                     orelse = orelse.orelse
                 else:
-                    _collect(orelse.body.body, module_name, is_package, imports, toplevel, tc)
+                    _collect(
+                        orelse.body.body, module_name, is_package, imports, toplevel, tc
+                    )
                     orelse = None
             continue
         if isinstance(stmt, cst.Try):
@@ -201,21 +223,31 @@ def _collect(
                     else target
                 )
                 for alias in small.names:
-                    name = alias.name.value if isinstance(alias.name, cst.Name) else _dotted(alias.name)
-                    asname = alias.asname.name.value if alias.asname is not None else None  # type: ignore[union-attr]
+                    name = (
+                        alias.name.value
+                        if isinstance(alias.name, cst.Name)
+                        else _dotted(alias.name)
+                    )
+                    asname = (
+                        alias.asname.name.value if alias.asname is not None else None
+                    )  # type: ignore[union-attr]
                     local = asname or name
-                    imp = Import(mod or "", name, asname if asname != name else None, tc)
+                    imp = Import(
+                        mod or "", name, asname if asname != name else None, tc
+                    )
                     imports.setdefault(local, []).append(imp)
             elif isinstance(small, (cst.Assign, cst.AnnAssign)):
                 targets = (
-                    [t.target for t in small.targets] if isinstance(small, cst.Assign) else [small.target]
+                    [t.target for t in small.targets]
+                    if isinstance(small, cst.Assign)
+                    else [small.target]
                 )
                 for t in targets:
                     if isinstance(t, cst.Name):
                         toplevel.add(t.value)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_cached(module_name: str, path: str, mtime: float) -> ModuleSource | None:
     with open(path, encoding="utf-8") as f:
         text = f.read()

@@ -108,7 +108,9 @@ def resolve(text: str) -> list[Target]:
                 f"module {module_name!r} defines no concrete flax.nnx.Module classes; "
                 "name a class as module:Class"
             )
-        return [Target(f"{module_name}:{c.__qualname__}", c, c.__name__) for c in classes]
+        return [
+            Target(f"{module_name}:{c.__qualname__}", c, c.__name__) for c in classes
+        ]
     obj = module
     for part in qualname.split("."):
         if not hasattr(obj, part):
@@ -120,5 +122,7 @@ def resolve(text: str) -> list[Target]:
     name = rename.strip() or getattr(obj, "__name__", qualname.split(".")[-1])
     if not name.isidentifier():
         raise TargetError(f"{text!r}: {name!r} is not a valid class name")
-    norm = f"{module_name}:{qualname}" + (f"={rename.strip()}" if rename.strip() else "")
+    norm = f"{module_name}:{qualname}" + (
+        f"={rename.strip()}" if rename.strip() else ""
+    )
     return [Target(norm, obj, name)]  # type: ignore[arg-type]
