@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.transformer -o generated_examples/transformer_linen.py
 # nnxgen-targets: generated_examples.transformer
-# nnxgen-fingerprint: 808e48f961cfe07c
+# nnxgen-fingerprint: f2e10983fbfb60bb
 
 from __future__ import annotations
 

@@ -159,11 +159,26 @@ def _field(
         value = default if default == "dict" else f"lambda: {default}"
         items: list[str | Seq] = [f"default_factory={value}"]
         return lay_out(INDENT, head, Seq("dataclasses.field(", items, ")"))
-    line = f"{INDENT}{head}{default}"
-    if len(line) <= 88 or not default.endswith(")") or "(" not in default:
+    return _assign(INDENT, head, default)
+
+
+def _assign(indent: str, head: str, value: str) -> list[str]:
+    """``head + value`` (an assignment), split the way ruff splits a long call."""
+    import ast
+
+    line = f"{indent}{head}{value}"
+    if len(line) <= 88:
         return [line]
-    func, _, args = default.partition("(")
-    return lay_out(INDENT, head, Seq(func + "(", [args[:-1]], ")"))
+    node = ast.parse(value, mode="eval").body
+    if not isinstance(node, ast.Call):
+        return [line]
+
+    def seg(n: ast.AST) -> str:
+        return ast.get_source_segment(value, n) or ""
+
+    items: list[str | Seq] = [seg(a) for a in node.args]
+    items += [f"{k.arg}={seg(k.value)}" if k.arg else f"**{seg(k.value)}" for k in node.keywords]
+    return lay_out(indent, head, Seq(seg(node.func) + "(", items, ")"))
 
 
 def _spec_lines(cls: ClassSpec) -> list[str]:
@@ -186,6 +201,46 @@ def _spec_lines(cls: ClassSpec) -> list[str]:
     if rngs_methods:
         items.append(Seq("rngs_methods=(", rngs_methods, ")", single_comma=True))
     return lay_out(INDENT, "__nnxgen__ = ", Seq("_rt.WrapperSpec(", items, ")"))
+
+
+def _has_call(expr: str) -> bool:
+    """Does the expression call something (outside a lambda)? ruff's B008 flags those."""
+    import ast
+
+    def visit(node: ast.AST) -> bool:
+        if isinstance(node, ast.Lambda):
+            return False
+        if isinstance(node, ast.Call):
+            return True
+        return any(visit(child) for child in ast.iter_child_nodes(node))
+
+    return visit(ast.parse(expr, mode="eval"))
+
+
+def _hoist_call_defaults(
+    classes: tuple[ClassSpec, ...],
+) -> tuple[tuple[ClassSpec, ...], list[str]]:
+    """Move method defaults that are calls to module-level constants.
+
+    A call in a signature default runs once, when the ``def`` runs; a constant
+    assigned just before the class runs it once too, so the default object is
+    the same, and the signature stays lint-clean (ruff B008).
+    """
+    constants: list[str] = []
+    out = []
+    for cls in classes:
+        methods = []
+        for m in cls.methods:
+            params = []
+            for p in m.params:
+                if p.default is not None and _has_call(p.default):
+                    name = f"_{cls.name}_{m.wrapper_name.strip('_')}_{p.name}_default"
+                    constants += _assign("", f"{name} = ", p.default)
+                    p = dataclasses.replace(p, default=name)
+                params.append(p)
+            methods.append(dataclasses.replace(m, params=tuple(params)))
+        out.append(dataclasses.replace(cls, methods=tuple(methods)))
+    return tuple(out), constants
 
 
 def _class_context(cls: ClassSpec) -> dict[str, Any]:
@@ -378,11 +433,13 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     ):
         runtime_imports.append(Import("dataclasses"))
     spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
+    classes, constants = _hoist_call_defaults(spec.classes)
     context = {
+        "constants": constants,
         "spec": spec,
         "import_lines": _import_lines(runtime_imports),
         "type_checking_lines": _import_lines(tc_imports),
-        "classes": [_class_context(c) for c in spec.classes],
+        "classes": [_class_context(c) for c in classes],
         "noqa": "",
     }
     template = env.get_template(TEMPLATE)
