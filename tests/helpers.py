@@ -60,3 +60,33 @@ def pyright(
         timeout=600,
         env=env,
     )
+
+
+def same(a, b) -> bool:
+    """``a is b`` or equal values of the same type (how defaults are compared)."""
+    if a is b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays: ambiguous truth value
+        return False
+
+
+def load_variables(module, variables):
+    """Copy Linen ``variables`` (all collections) into a pure NNX ``module``."""
+    import flax
+    from flax import nnx
+
+    merged: dict = {}
+
+    def deep(dst, src):
+        for k, v in src.items():
+            if isinstance(v, dict):
+                deep(dst.setdefault(k, {}), v)
+            else:
+                dst[k] = v
+
+    for col in variables.values():
+        deep(merged, flax.core.unfreeze(col))
+    nnx.update(module, merged)
+    return module

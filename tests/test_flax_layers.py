@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-import flax
 import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
 
-from tests.helpers import pyright, ruff
+from tests.helpers import load_variables, pyright, ruff, same
 
 LAYERS = [
     "Linear", "LinearGeneral", "Einsum", "Conv", "ConvTranspose", "Embed", "BatchNorm",
@@ -42,14 +41,6 @@ def test_generated_layers_file_type_checks(L):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def _same(a, b) -> bool:
-    if a is b:
-        return True
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:
-        return False
-
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_field_defaults_equal_nnx_defaults(L, name):
@@ -71,24 +62,8 @@ def test_field_defaults_equal_nnx_defaults(L, name):
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             continue
         value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        assert _same(value, p.default), (name, p.name, value, p.default)
+        assert same(value, p.default), (name, p.name, value, p.default)
 
-
-def _load(module, variables):
-    """A pure NNX module holding ``variables`` (Linen collections), set independently."""
-    merged: dict = {}
-
-    def deep(dst, src):
-        for k, v in src.items():
-            if isinstance(v, dict):
-                deep(dst.setdefault(k, {}), v)
-            else:
-                dst[k] = v
-
-    for col in variables.values():
-        deep(merged, flax.core.unfreeze(col))
-    nnx.update(module, merged)
-    return module
 
 
 X = jnp.linspace(-1.0, 1.0, 2 * 5 * 3).reshape(2, 5, 3)
@@ -126,5 +101,5 @@ def test_module_arguments_accept_generated_wrappers(L, name):
     wrapper, make_nnx = _cases(L)[name]
     variables = wrapper.init(jax.random.key(0), X)
     y = wrapper.apply(variables, X)
-    ref = _load(make_nnx(), variables)
+    ref = load_variables(make_nnx(), variables)
     assert jnp.allclose(y, ref(X), atol=1e-6), name

@@ -10,14 +10,13 @@ import inspect
 import sys
 from pathlib import Path
 
-import flax
 import jax
 import jax.numpy as jnp
 import pytest
 from flax import nnx
 
 from nnxgen import generate
-from tests.helpers import ROOT, pyright, ruff
+from tests.helpers import ROOT, load_variables, pyright, ruff, same
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -75,14 +74,6 @@ def test_source_text_is_kept(project):
     assert "<function" not in text and "<class" not in text and "<PjitFunction" not in text
 
 
-def _same(a, b):
-    if a is b:
-        return True
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:
-        return False
-
 
 def test_fields_mirror_constructor_defaults(project):
     from nastypkg import base, models
@@ -103,7 +94,7 @@ def test_fields_mirror_constructor_defaults(project):
             if p.default is inspect.Parameter.empty:
                 assert f.default is dataclasses.MISSING
             else:
-                assert _same(f.default, p.default), (p.name, f.default, p.default)
+                assert same(f.default, p.default), (p.name, f.default, p.default)
 
 
 def test_method_signatures_mirror_nnx(project):
@@ -117,7 +108,7 @@ def test_method_signatures_mirror_nnx(project):
         gen_params = [p for p in gen.parameters.values() if not (p.name == "train" and "train" not in src.parameters)]
         assert [(p.name, p.kind) for p in gen_params] == [(p.name, p.kind) for p in src_params]
         for g, s in zip(gen_params, src_params):
-            assert _same(g.default, s.default) or (g.default is s.default)
+            assert same(g.default, s.default) or (g.default is s.default)
             assert str(g.annotation).strip("'") == str(s.annotation).strip("'")
         assert str(gen.return_annotation).strip("'") == str(src.return_annotation).strip("'")
     assert "_private" not in vars(mod.Nasty)
@@ -126,21 +117,6 @@ def test_method_signatures_mirror_nnx(project):
     assert "a tab\there" in gen_doc and "backslash \\ and" in gen_doc
     assert '"""quotes"""' in mod.Inherited.__doc__ and "\\backslash" in mod.Inherited.__doc__
 
-
-def _load(module, variables):
-    merged: dict = {}
-
-    def deep(dst, src):
-        for k, v in src.items():
-            if isinstance(v, dict):
-                deep(dst.setdefault(k, {}), v)
-            else:
-                dst[k] = v
-
-    for col in variables.values():
-        deep(merged, flax.core.unfreeze(col))
-    nnx.update(module, merged)
-    return module
 
 
 def test_round_trip_numbers(project):
@@ -151,7 +127,7 @@ def test_round_trip_numbers(project):
     e = jnp.full((2, 3), 0.5)
     model = mod.Nasty(3, 3)
     v = model.init(jax.random.key(0), x)
-    ref = _load(models.Nasty(3, 3, rngs=nnx.Rngs(5)), v)
+    ref = load_variables(models.Nasty(3, 3, rngs=nnx.Rngs(5)), v)
     y = model.apply(v, x, e, scale=3.0, flag=True)
     assert jnp.allclose(y, ref(x, e, scale=3.0, flag=True), atol=1e-6)
     for train in (False, True):
@@ -161,5 +137,5 @@ def test_round_trip_numbers(project):
     inh = mod.Inherited(3, 2.0, act=base.Activation.TANH)
     vi = inh.init(jax.random.key(1), x)
     assert jnp.allclose(vi["params"]["w"], jnp.ones(3))  # custom init ran
-    ref_i = _load(models.Inherited(3, 2.0, act=base.Activation.TANH, rngs=nnx.Rngs(0)), vi)
+    ref_i = load_variables(models.Inherited(3, 2.0, act=base.Activation.TANH, rngs=nnx.Rngs(0)), vi)
     assert jnp.allclose(inh.apply(vi, x), ref_i(x))
