@@ -29,7 +29,11 @@ class RenderError(ValueError):
 
 
 def _package_templates() -> Path:
-    return Path(str(importlib.resources.files("nnxgen.templates")))
+    """``templates/`` as installed (``nnxgen/templates``), or beside a source checkout."""
+    try:
+        return Path(str(importlib.resources.files("nnxgen.templates")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "templates"
 
 
 def environment(user_dir: str | Path | None = None) -> jinja2.Environment:

@@ -38,6 +38,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from flax import nnx
 from flax.core import meta
@@ -500,6 +501,10 @@ def _gather_state(
                 f"{cls_name}(...).init with the same constructor arguments."
             ) from None
         value = _unbox(tree)
+        if isinstance(value, np.ndarray):
+            # NNX updates state in place (BatchNorm statistics): never write
+            # into the caller's host arrays.
+            value = jnp.asarray(value)
         shape = getattr(value, "shape", None)
         if shape is not None and tuple(shape) != leaf.shape:
             raise NnxgenError(

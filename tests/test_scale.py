@@ -241,3 +241,14 @@ def test_convert_kauldron_linen_from_nnx_variables(stack):
     like = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
     again = convert.from_linen_from_nnx(lost, like=like)
     assert jnp.allclose(model.apply(again, x, train=False), module(x), atol=1e-6)
+
+
+def test_host_arrays_from_a_checkpoint_are_never_written_in_place(stack):
+    model, v, x = stack
+    restored = serialization.msgpack_restore(serialization.to_bytes(v))  # numpy leaves
+    mean = restored["batch_stats"]["bn"]["mean"]
+    assert isinstance(mean, np.ndarray)
+    before = mean.copy()
+    _, upd = model.apply(restored, x * 3.0, train=True, mutable=["batch_stats"])
+    assert np.array_equal(mean, before)
+    assert not np.allclose(np.asarray(upd["batch_stats"]["bn"]["mean"]), before)
