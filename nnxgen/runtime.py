@@ -293,6 +293,7 @@ def _construct(wrapper: nn.Module, keys: Mapping[str, jax.Array]) -> Any:
 RAW_ARRAY_COLLECTION = "ArrayImpl"
 
 
+@functools.cache
 def _collection_of(var_type: type) -> str:
     if not issubclass(var_type, variablelib.Variable):
         return RAW_ARRAY_COLLECTION
@@ -559,18 +560,32 @@ def _put_rng_state(
     for rng in entry.rng_leaves:
         if rng.tag in scope.rngs:
             key = linen.make_rng(rng.tag)
+            if rng.shape:
+                key = jax.random.split(key, rng.shape)
         else:
-            key = jax.random.fold_in(jax.random.key(0), _stream_salt(rng.tag))
+            key = _fixed_key(rng.tag, rng.shape)
             if strict:
                 missing.append(rng)
-        if rng.shape:
-            key = jax.random.split(key, rng.shape)
         node = state
         for k in rng.path:
             node = node.setdefault(k, {})
         node["key"] = key
-        node["count"] = jnp.zeros(rng.shape, jnp.uint32)
+        node["count"] = _zero_count(rng.shape)
     return missing
+
+
+@functools.cache
+def _fixed_key(tag: str, shape: tuple[int, ...]) -> jax.Array:
+    """The key of a stream nobody passed, outside training (a constant, made once)."""
+    with jax.ensure_compile_time_eval():
+        key = jax.random.fold_in(jax.random.key(0), _stream_salt(tag))
+        return jax.random.split(key, shape) if shape else key
+
+
+@functools.cache
+def _zero_count(shape: tuple[int, ...]) -> jax.Array:
+    with jax.ensure_compile_time_eval():
+        return jnp.zeros(shape, jnp.uint32)
 
 
 def _node_at(module: Any, path: Sequence[Any]) -> Any:

@@ -43,6 +43,17 @@ def _import(name: str) -> types.ModuleType:
         ) from err
 
 
+def _class_lines(module: types.ModuleType) -> dict[str, int]:
+    """Line of each top-level class in one parse of the module (not one per class)."""
+    import ast
+
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    return {n.name: n.lineno for n in tree.body if isinstance(n, ast.ClassDef)}
+
+
 def _nnx_classes_in(module: types.ModuleType) -> list[type]:
     from flax import nnx
 
@@ -56,11 +67,10 @@ def _nnx_classes_in(module: types.ModuleType) -> list[type]:
         ):
             found.append(obj)
 
+    lines = _class_lines(module)
+
     def line(c: type) -> int:
-        try:
-            return inspect.getsourcelines(c)[1]
-        except (OSError, TypeError):
-            return 0
+        return lines.get(c.__qualname__, 0)
 
     return sorted(found, key=lambda c: (line(c), c.__qualname__))
 
