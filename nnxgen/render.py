@@ -181,7 +181,10 @@ def _assign(indent: str, head: str, value: str) -> list[str]:
         return ast.get_source_segment(value, n) or ""
 
     items: list[str | Seq] = [seg(a) for a in node.args]
-    items += [f"{k.arg}={seg(k.value)}" if k.arg else f"**{seg(k.value)}" for k in node.keywords]
+    items += [
+        f"{k.arg}={seg(k.value)}" if k.arg else f"**{seg(k.value)}"
+        for k in node.keywords
+    ]
     return lay_out(indent, head, Seq(seg(node.func) + "(", items, ")"))
 
 

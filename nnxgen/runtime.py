@@ -29,6 +29,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import inspect
 import sys
 import threading
@@ -558,10 +559,12 @@ def _put_rng_state(
     assert scope is not None
     missing = []
     for rng in entry.rng_leaves:
+        count = _zero_count(rng.shape)
         if rng.tag in scope.rngs:
-            key = linen.make_rng(rng.tag)
             if rng.shape:
-                key = jax.random.split(key, rng.shape)
+                key = jax.random.split(linen.make_rng(rng.tag), rng.shape)
+            else:
+                key, count = _linen_stream(linen, rng.tag)
         else:
             key = _fixed_key(rng.tag, rng.shape)
             if strict:
@@ -570,8 +573,55 @@ def _put_rng_state(
         for k in rng.path:
             node = node.setdefault(k, {})
         node["key"] = key
-        node["count"] = _zero_count(rng.shape)
+        node["count"] = count
     return missing
+
+
+def _static_hash(data: Sequence[Any]) -> int:
+    """The uint32 flax's ``make_rng`` folds into its key (``scope._fold_in_static``)."""
+    from flax import config
+
+    m = hashlib.sha1()
+    for x in data:
+        if config.flax_fix_rng_separator:
+            m.update(b"\00")
+        if isinstance(x, str):
+            m.update(x.encode("utf-8"))
+        else:
+            m.update(x.to_bytes((x.bit_length() + 7) // 8, byteorder="big"))
+    return int.from_bytes(m.digest()[:4], byteorder="big")
+
+
+def _linen_stream(linen: nn.Module, tag: str) -> tuple[jax.Array, Any]:
+    """(key, count) for an NNX stream whose first draw is ``linen.make_rng(tag)``.
+
+    ``make_rng`` is ``fold_in(base_key, h)`` with ``h`` a hash of the scope path
+    and call counter computed in Python; NNX's ``RngStream`` draws
+    ``fold_in(key, count)``. Handing NNX ``(base_key, h)`` makes its first draw
+    exactly ``make_rng(tag)`` (later draws use ``h + 1``, ...) without hashing
+    twice, so the compiled program does what pure NNX does.
+    """
+    scope = linen.scope
+    lazy = scope.rngs.get(tag) if scope is not None else None
+    if (
+        lazy is None
+        or not hasattr(lazy, "suffix")
+        or not hasattr(scope, "rng_counters")
+    ):
+        return linen.make_rng(tag), _zero_count(())
+    scope._check_valid()
+    scope._validate_trace_level()
+    scope.rng_counters[tag] += 1
+    key = lazy.rng
+    if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.wrap_key_data(key)
+    return key, _const_count(_static_hash((*lazy.suffix, scope.rng_counters[tag])))
+
+
+@functools.cache
+def _const_count(value: int) -> jax.Array:
+    with jax.ensure_compile_time_eval():
+        return jnp.asarray(value, jnp.uint32)
 
 
 @functools.cache
@@ -840,7 +890,7 @@ def to_nnx(
     """The live NNX module that ``wrapper.apply(variables, ..., rngs=rngs)`` would run.
 
     Its state holds ``variables``; its rng streams are seeded from ``rngs``
-    exactly as in ``apply`` (stream ``t`` gets ``make_rng(t)``, in state order);
+    exactly as in ``apply`` (the first draw of stream ``t`` is ``make_rng(t)``);
     ``train`` sets ``.train()`` / ``.eval()``. Useful for debugging, for
     exporting to pure NNX, and for checking the wrapper against NNX.
     """

@@ -3,18 +3,21 @@
 Every comparison here builds its reference **independently of nnxgen's
 runtime**: the NNX class is constructed directly with ``nnx.Rngs``, the Linen
 variables are copied into it leaf by leaf, and its rng streams are seeded with
-keys computed by a tiny Linen probe module (Linen's ``make_rng`` depends only on
-the rng, the module path and a per-module call counter, and a top-level wrapper
-has the root path, just like the probe). ``nnxgen.runtime.to_nnx`` is then
+(key, count) pairs whose first draw equals the key a tiny Linen probe module
+gets from ``make_rng`` (Linen's ``make_rng`` depends only on the rng, the module
+path and a per-module call counter, and a top-level wrapper has the root path,
+just like the probe). ``nnxgen.runtime.to_nnx`` is then
 cross-checked against that independent construction.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,8 +99,22 @@ def load_variables(module: nnx.Module, variables: Mapping[str, Any]) -> None:
     )
 
 
+def linen_fold_data(counter: int) -> int:
+    """The uint32 Linen folds into a top-level rng for its ``counter``-th ``make_rng``."""
+    m = hashlib.sha1()
+    if flax.config.flax_fix_rng_separator:
+        m.update(b"\00")
+    m.update(counter.to_bytes((counter.bit_length() + 7) // 8, byteorder="big"))
+    return int.from_bytes(m.digest()[:4], byteorder="big")
+
+
 def seed_streams(module: nnx.Module, rngs: Mapping[str, jax.Array] | None) -> None:
-    """Stream i of tag t (state order) gets the i-th top-level ``make_rng(t)``, count 0."""
+    """Stream i of tag t (state order) draws the i-th top-level ``make_rng(t)`` first.
+
+    NNX's ``RngStream`` draws ``fold_in(key, count)``; Linen's ``make_rng`` is
+    ``fold_in(rng, h)``. So stream i gets ``key = rngs[t]`` and ``count = h_i``,
+    checked here against a Linen probe module.
+    """
     if not rngs:
         return
     keys = probe_keys(rngs, stream_tags(module))
@@ -107,8 +124,13 @@ def seed_streams(module: nnx.Module, rngs: Mapping[str, jax.Array] | None) -> No
             continue
         i = taken.get(stream.tag, 0)
         taken[stream.tag] = i + 1
-        stream.key.set_value(keys[stream.tag][i])
-        stream.count.set_value(jnp.zeros((), jnp.uint32))
+        count = jnp.uint32(linen_fold_data(i + 1))
+        first = jax.random.fold_in(rngs[stream.tag], count)
+        assert jnp.array_equal(
+            jax.random.key_data(first), jax.random.key_data(keys[stream.tag][i])
+        ), "the reference's first draw must equal Linen's make_rng"
+        stream.key.set_value(rngs[stream.tag])
+        stream.count.set_value(count)
 
 
 def assert_close(a, b, *, rtol=RTOL, atol=ATOL):
