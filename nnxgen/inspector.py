@@ -443,7 +443,7 @@ def public_methods(cls: type) -> list[str]:
 
 def _cleandoc(doc: str) -> str:
     """``inspect.cleandoc`` without expanding tabs (a docstring's tabs are content)."""
-    lines = doc.splitlines()
+    lines = doc.split("\n")  # not splitlines(): "\r", "\x0c", ... are content
     indents = [len(line) - len(line.lstrip(" ")) for line in lines[1:] if line.strip()]
     margin = min(indents, default=0)
     out = [lines[0].strip()] + [line[margin:].rstrip() for line in lines[1:]]

@@ -86,7 +86,7 @@ def docstring(text: str, indent: str) -> list[str]:
         else c.encode("unicode_escape").decode("ascii")
         for c in body
     )
-    lines = [line.rstrip() for line in body.splitlines()]
+    lines = [line.rstrip(" \t") for line in body.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
     if not lines:

@@ -234,6 +234,7 @@ def _hoist_call_defaults(
     the same, and the signature stays lint-clean (ruff B008).
     """
     constants: list[str] = []
+    used: set[str] = set()
     out = []
     for cls in classes:
         methods = []
@@ -241,7 +242,12 @@ def _hoist_call_defaults(
             params = []
             for p in m.params:
                 if p.default is not None and _has_call(p.default):
-                    name = f"_{cls.name}_{m.wrapper_name.strip('_')}_{p.name}_default"
+                    base = f"_{cls.name}_{m.wrapper_name.strip('_')}_{p.name}_default"
+                    name, n = base, 1
+                    while name in used:
+                        n += 1
+                        name = f"{base}{n}"
+                    used.add(name)
                     constants += _assign("", f"{name} = ", p.default)
                     p = dataclasses.replace(p, default=name)
                 params.append(p)
