@@ -607,6 +607,7 @@ def _linen_stream(linen: nn.Module, tag: str) -> tuple[jax.Array, Any]:
         lazy is None
         or not hasattr(lazy, "suffix")
         or not hasattr(scope, "rng_counters")
+        or not isinstance(lazy.rng, jax.Array)  # e.g. Kauldron's own PRNGKey objects
     ):
         return linen.make_rng(tag), _zero_count(())
     scope._check_valid()
@@ -620,21 +621,34 @@ def _linen_stream(linen: nn.Module, tag: str) -> tuple[jax.Array, Any]:
 
 @functools.cache
 def _const_count(value: int) -> jax.Array:
-    with jax.ensure_compile_time_eval():
+    with _made_once():
         return jnp.asarray(value, jnp.uint32)
+
+
+def _made_once():
+    """Context for the few constants the runtime makes once and caches.
+
+    They are concrete even when first needed inside a trace, and their one
+    host-to-device transfer is allowed even under a caller's
+    ``jax.transfer_guard("disallow")`` (Kauldron's evaluators set one).
+    """
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.transfer_guard("allow"))
+    stack.enter_context(jax.ensure_compile_time_eval())
+    return stack
 
 
 @functools.cache
 def _fixed_key(tag: str, shape: tuple[int, ...]) -> jax.Array:
     """The key of a stream nobody passed, outside training (a constant, made once)."""
-    with jax.ensure_compile_time_eval():
+    with _made_once():
         key = jax.random.fold_in(jax.random.key(0), _stream_salt(tag))
         return jax.random.split(key, shape) if shape else key
 
 
 @functools.cache
 def _zero_count(shape: tuple[int, ...]) -> jax.Array:
-    with jax.ensure_compile_time_eval():
+    with _made_once():
         return jnp.zeros(shape, jnp.uint32)
 
 

@@ -373,10 +373,8 @@ def render_params(params: list[Param], multiline: bool, indent: str) -> str:
 # ---------------------------------------------------------------------------
 # Docstrings.
 
-# TODO(nnxgen bug): characters that str.splitlines() treats as line boundaries but
-# Python's docstring handling does not ("\r", "\x0c", "\x85", "\u2028", ...) are turned
-# into real newlines in the wrapper's docstring (inspector._cleandoc uses
-# splitlines()). Set this to ["\r", "\x0c", "\x85", "\u2028"] once fixed.
+# Characters that str.splitlines() takes for line breaks but docstrings do not:
+# they must stay content in the wrapper's docstring.
 DOC_LINE_BOUNDARY_CHARS: list[str] = ["\r", "\x0c", "\x85", "\u2028"]
 _DOC_ALPHABET = st.sampled_from(
     list("ab Z.")

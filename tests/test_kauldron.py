@@ -14,11 +14,11 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tests.helpers import ROOT
-
 # kauldron is a test dependency (.ci/run installs it): a missing import fails, never skips.
 from kauldron import konfig, kontext
 from kauldron.utils import train_property  # noqa: F401 - patches Module.apply
+
+from tests.helpers import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -110,3 +110,22 @@ def test_wrappers_pickle_and_keep_working(K):
     v = model.init(jax.random.key(0), X, train=False)
     assert jnp.array_equal(again.apply(v, X, train=False), model.apply(v, X, train=False))
     assert flax.core.unfreeze(v)["params"]["backbone"]["linear"]["kernel"].shape == (4, 8)
+
+
+def test_runs_under_a_disallowing_transfer_guard(K):
+    """Kauldron's evaluators run apply under jax.transfer_guard('disallow')."""
+    from nnxgen import runtime as rt
+
+    for cached in (rt._fixed_key, rt._zero_count, rt._const_count):
+        cached.cache_clear()  # the runtime's constants are made under the guard
+    model = K.Classifier(backbone=K.Backbone(din=4), num_classes=3)
+    v = model.init(jax.random.key(0), X, train=False)
+    k = jax.random.key(1)
+    step = jax.jit(lambda v, x, k, train: model.apply(v, x, train=train, rngs={"dropout": k},
+                                                       mutable=["batch_stats"]),
+                   static_argnames="train")  # fmt: skip
+    with jax.transfer_guard("disallow"):
+        y_eval, _ = step(v, X, k, False)
+        y_train, _ = step(v, X, k, True)
+    assert y_eval.shape == y_train.shape == (6, 3)
+    assert not jnp.allclose(y_eval, y_train)
