@@ -47,7 +47,8 @@ def build_spec(
             )
         names[t.wrapper_name] = t.text
     wrapped = {t.cls: t.wrapper_name for t in resolved}
-    names = inspector.Names(wrapped)
+    fields = set().union(*(inspector.constructor_names(t.cls) for t in resolved))
+    names = inspector.Names(wrapped, fields - {"rngs"})
     classes: list[ClassSpec] = []
     imports: set[Import] = set()
     for t in resolved:

@@ -42,6 +42,18 @@ def _linen_reserved() -> frozenset[str]:
     return frozenset(dir(nn.Module)) | {"name", "parent", "scope", "variables"}
 
 
+#: Names the generated class body itself uses; a field named like them is renamed.
+GENERATED_NAMES = frozenset({"nn", "_rt", "dataclasses", "Any", "TYPE_CHECKING"})
+
+
+def constructor_names(cls: type) -> set[str]:
+    """Parameter names of ``cls.__init__`` (the wrapper's field names, before renaming)."""
+    try:
+        return set(list(inspect.signature(cls.__init__).parameters)[1:])
+    except (TypeError, ValueError):
+        return set()
+
+
 def nnx_alias(cls_name: str) -> str:
     return f"_Nnx{cls_name}"
 
@@ -54,7 +66,7 @@ class Names:
     alias and its expressions are rewritten to use it.
     """
 
-    def __init__(self, wrappers: dict[type, str]):
+    def __init__(self, wrappers: dict[type, str], fields: set[str] = frozenset()):
         import typing
 
         import flax.linen
@@ -73,13 +85,23 @@ class Names:
         self.bound["dataclasses"] = (dataclasses, frozenset({DATACLASSES}))
         self.bound["Any"] = (typing.Any, frozenset({ANY}))
         self.bound["TYPE_CHECKING"] = (typing.TYPE_CHECKING, frozenset())
+        # Constructor parameters become class-body names: an import of the same
+        # name would be shadowed for the rest of the class body, so it is aliased.
+        for name in fields:
+            self.bound.setdefault(name, (("field", name), frozenset()))
 
     def bind(
-        self, name: str, obj: object, imports: list[Import]
+        self, name: str, obj: object, imports: list[Import], *, annotation: bool = False
     ) -> tuple[str, list[Import]]:
-        """(name to use, imports to add) for binding ``name`` to ``obj``."""
+        """(name to use, imports to add) for binding ``name`` to ``obj``.
+
+        Annotations are strings resolved in module globals (postponed
+        evaluation), so a field of the same name does not shadow them there.
+        """
         key = frozenset(imports)
         cur = self.bound.get(name)
+        if annotation and cur is not None and cur[0] == ("field", name):
+            return name, imports
         if cur is None:
             self.bound[name] = (obj, key)
             return name, imports
@@ -88,10 +110,15 @@ class Names:
         for alias, (o, k) in self.bound.items():
             if alias != name and ((obj is not None and o is obj) or k == key):
                 return alias, list(k)
-        if len(imports) != 1 or (imports[0].name is None and imports[0].asname is None):
+        if len(imports) != 1 or (
+            imports[0].name is None
+            and imports[0].asname is None
+            and "." in imports[0].module
+        ):
             raise InspectError(
-                f"two signatures use the name {name!r} for different things; "
-                "generate these targets into separate files"
+                f"the name {name!r} is used for different things (a constructor "
+                "parameter or another signature's import); rename one, or generate "
+                "these targets into separate files"
             )
         imp = imports[0]
         base = f"{imp.module.split('.')[-1]}_{name}"
@@ -205,7 +232,7 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
 
         def bind(imports: list[Import]) -> ast.expr:
             root = _lookup(ctx, [name])[1]
-            final, imps = ctx.names.bind(name, root, imports)
+            final, imps = ctx.names.bind(name, root, imports, annotation=annotation)
             ctx.imports.update(imps)
             return node if final == name else _renamed(node, final)
 
@@ -555,7 +582,7 @@ def inspect_class(
         ),
     }
     wrapped_names = set(wrapped.values())
-    reserved = _linen_reserved()
+    reserved = _linen_reserved() | GENERATED_NAMES
 
     # Constructor.
     init_owner = _owner(cls, "__init__")
@@ -589,7 +616,11 @@ def inspect_class(
                 wrapped_names,
             )
             field = p.name
-            if field in reserved or keyword.iskeyword(field):
+            if (
+                field in reserved
+                or keyword.iskeyword(field)
+                or field.startswith("_Nnx")
+            ):
                 field = f"{field}_"
                 while field in sig.parameters or field in reserved:
                     field += "_"

@@ -101,13 +101,10 @@ INIT_NAMES = [
     "label", "cfg", "mode", "use_bias", "Δt", "日本", "x2", "train",
     "name", "parent", "scope", "variables", "init", "apply", "setup", "param", "bind",
     "clone", "path", "name_", "init_", "match", "type",
+    "jnp", "SCALE", "Mode", "dataclasses", "_rt",
 ]  # fmt: skip
-# TODO(nnxgen bug): a constructor parameter named like a module-level name that the
-# generated class body uses after its field (an import or constant used in a later
-# default such as `jnp`/`SCALE`/`Mode`, or nnxgen's own `_rt`/`dataclasses`) shadows
-# it: `def __init__(self, _rt: int = 3)` -> `_rt: int = 3` then
-# `__nnxgen__ = _rt.WrapperSpec(...)` -> AttributeError on import. Add these to
-# INIT_NAMES once fixed.
+# Names the class body uses after a field: imports (`jnp`), module constants
+# (`SCALE`, `Mode`) and nnxgen's own (`dataclasses`, `_rt`, renamed with `_`).
 SHADOWING_INIT_NAMES = ["jnp", "SCALE", "Mode", "dataclasses", "_rt"]
 METHOD_PARAM_NAMES = [
     "x", "y", "mask", "scale", "größe", "deterministic", "name", "init", "train", "π",
@@ -127,7 +124,9 @@ METHOD_NAMES = [
 def _linen_reserved() -> frozenset[str]:
     import flax.linen as nn
 
-    return frozenset(dir(nn.Module)) | {"name", "parent", "scope", "variables"}
+    from nnxgen.inspector import GENERATED_NAMES
+
+    return frozenset(dir(nn.Module)) | {"name", "parent", "scope", "variables"} | GENERATED_NAMES
 
 
 RESERVED = _linen_reserved()
