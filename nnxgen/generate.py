@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import tempfile
@@ -62,7 +61,7 @@ def build_spec(
         classes.append(spec)
         imports |= imps
     return FileSpec(
-        targets=tuple(t.text for t in resolved) if not command else tuple(target_texts),
+        targets=tuple(target_texts),  # as given: `nnxgen check FILE` reuses them
         output=output,
         command=command or command_for(target_texts, output),
         classes=tuple(classes),
@@ -79,7 +78,6 @@ def generate(
     command: str | None = None,
 ) -> str:
     spec = build_spec(target_texts, output, command)
-    spec = dataclasses.replace(spec, targets=tuple(target_texts))
     return render.render_file(spec, templates)
 
 

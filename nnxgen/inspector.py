@@ -288,7 +288,7 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def _evaluate(text: str, imports: set[Import], wrapped_names: set[str]) -> Any:
+def _evaluate(text: str, imports: set[Import]) -> Any:
     ns: dict[str, Any] = {}
     for imp in sorted(imports, key=Import.sort_key):
         if imp.type_checking:
@@ -327,7 +327,6 @@ def _param(
     method: str,
     p: inspect.Parameter,
     text: source.SourceParam | None,
-    wrapped_names: set[str],
 ) -> ParamSpec:
     what = f"{cls.__qualname__}.{method} parameter {p.name!r}"
     if text is not None and text.annotation is not None:
@@ -337,7 +336,7 @@ def _param(
     default = None
     comment = None
     if p.default is not inspect.Parameter.empty:
-        default, comment = _default(ctx, cls, method, p, text, wrapped_names, what)
+        default, comment = _default(ctx, cls, method, p, text, what)
     unhashable = default is not None and type(p.default).__hash__ is None
     return ParamSpec(
         p.name,
@@ -362,13 +361,13 @@ def _fallback_default(ctx: _Context, cls: type, method: str, name: str) -> str:
     return f'_rt.nnx_default({ref}, "{name}", method="{method}")'
 
 
-def _default(ctx, cls, method, p, text, wrapped_names, what) -> tuple[str, str | None]:
+def _default(ctx, cls, method, p, text, what) -> tuple[str, str | None]:
     if text is not None and text.default is not None:
         expr_imports: set[Import] = set()
         sub = dataclasses.replace(ctx, imports=expr_imports)
         try:
             rewritten = _rewrite(sub, text.default, annotation=False, what=what)
-            value = _evaluate(rewritten, expr_imports, wrapped_names)
+            value = _evaluate(rewritten, expr_imports)
         except Exception:  # noqa: BLE001 - user code may raise anything here
             rewritten, value = None, _MISSING
         if rewritten is not None and _same(value, p.default):
@@ -581,7 +580,6 @@ def inspect_class(
             nnx_alias(cls.__qualname__.split(".")[0]),
         ),
     }
-    wrapped_names = set(wrapped.values())
     reserved = _linen_reserved() | GENERATED_NAMES
 
     # Constructor.
@@ -613,7 +611,6 @@ def inspect_class(
                 "__init__",
                 p,
                 texts.get(p.name) if texts else None,
-                wrapped_names,
             )
             field = p.name
             if (
@@ -648,9 +645,7 @@ def inspect_class(
             if p.name == "rngs":
                 takes = True
                 continue
-            mp = _param(
-                ctx, cls, mname, p, texts.get(p.name) if texts else None, wrapped_names
-            )
+            mp = _param(ctx, cls, mname, p, texts.get(p.name) if texts else None)
             if takes and p.kind is p.POSITIONAL_OR_KEYWORD:
                 mp = dataclasses.replace(mp, by_keyword=True)
             mparams.append(mp)
