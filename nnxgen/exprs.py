@@ -105,11 +105,8 @@ class _Rewriter(ast.NodeTransformer):
                 for attr in ("lineno", "col_offset", "end_lineno", "end_col_offset"):
                     if hasattr(n, attr):
                         delattr(n, attr)
-            self.unquote = False
-            try:
-                return self.visit(inner)
-            finally:
-                self.unquote = True
+            # Forward references nested in it ("tuple[int, 'Later']") too.
+            return self.visit(inner)
         return node
 
     def visit_Subscript(self, node: ast.Subscript):
@@ -120,6 +117,18 @@ class _Rewriter(ast.NodeTransformer):
             saved, self.unquote = self.unquote, False
             node.slice = self.visit(node.slice)
             self.unquote = saved
+        elif (
+            parts
+            and parts[-1] == "Annotated"
+            and isinstance(node.slice, ast.Tuple)
+            and node.slice.elts
+        ):
+            # Annotated[T, *metadata]: only T is a type; metadata strings are data.
+            first, *meta = node.slice.elts
+            saved, self.unquote = self.unquote, False
+            meta = [self.visit(m) for m in meta]
+            self.unquote = saved
+            node.slice.elts = [self.visit(first), *meta]
         else:
             node.slice = self.visit(node.slice)
         return node

@@ -467,10 +467,21 @@ def public_methods(cls: type) -> list[str]:
     return names
 
 
+#: What ``inspect.cleandoc`` counts as indentation, less the tab (kept as content).
+_INDENT_CHARS = (
+    "\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+    "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def _cleandoc(doc: str) -> str:
     """``inspect.cleandoc`` without expanding tabs (a docstring's tabs are content)."""
     lines = doc.split("\n")  # not splitlines(): "\r", "\x0c", ... are content
-    indents = [len(line) - len(line.lstrip(" ")) for line in lines[1:] if line.strip()]
+    indents = [
+        len(line) - len(line.lstrip(_INDENT_CHARS))
+        for line in lines[1:]
+        if line.strip()
+    ]
     margin = min(indents, default=0)
     out = [lines[0].strip()] + [line[margin:].rstrip() for line in lines[1:]]
     while out and not out[-1]:
@@ -501,6 +512,14 @@ def _is_kontext_key(obj: Any) -> bool:
         type(meta).__module__.startswith("kauldron.kontext")
         for meta in typing.get_args(obj)[1:]
     )
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """``name`` with as many trailing underscores as it takes to be free."""
+    name += "_"
+    while name in taken:
+        name += "_"
+    return name
 
 
 def _kontext_fields(
@@ -581,6 +600,9 @@ def inspect_class(
         ),
     }
     reserved = _linen_reserved() | GENERATED_NAMES
+    # Names of the wrapper's members (fields, methods): a renamed member must not
+    # collide with another one.
+    members = {m for m in public_methods(cls) if m not in reserved}
 
     # Constructor.
     init_owner = _owner(cls, "__init__")
@@ -601,6 +623,7 @@ def inspect_class(
                 f"{target}.__init__ takes only **{plist[-1].name}: a wrapper needs named "
                 "constructor parameters; give __init__ explicit parameters"
             )
+        members |= {p.name for p in plist if p.name != "rngs"} - reserved
         for p in plist:
             if p.name == "rngs":
                 takes_rngs = True
@@ -618,9 +641,8 @@ def inspect_class(
                 or keyword.iskeyword(field)
                 or field.startswith("_Nnx")
             ):
-                field = f"{field}_"
-                while field in sig.parameters or field in reserved:
-                    field += "_"
+                field = _free_name(field, members | set(sig.parameters) | reserved)
+                members.add(field)
                 renamed.append((p.name, field))
             params.append(dataclasses.replace(spec, field=field))
 
@@ -658,7 +680,8 @@ def inspect_class(
             returns = None
         wname = mname
         if mname != "__call__" and mname in reserved:
-            wname = f"{mname}_"
+            wname = _free_name(mname, members | reserved)
+            members.add(wname)
             renamed.append((mname, wname))
         train = "train" if "train" in sig.parameters else None
         methods.append(

@@ -93,7 +93,15 @@ def docstring(text: str, indent: str) -> list[str]:
         return []
     if lines[-1].endswith('"'):
         lines[-1] += " "
-    if len(lines) == 1:
+    raw = text.split("\n")  # line for line with ``lines``; whitespace unescaped
+    indents = [len(r) - len(r.lstrip()) for r, x in zip(raw, lines) if x]
+    if lines[0] and (indents[0] > 0 or min(indents[1:], default=0) > 0):
+        # The first line is indented, or every later line is indented relative
+        # to it (the source put the summary on its own line): keep it on a line
+        # of its own, or the common indentation that ``inspect.cleandoc`` strips
+        # from the later lines (and the first line's own) would be lost.
+        lines.insert(0, "")
+    elif len(lines) == 1:
         return [f'{indent}"""{lines[0]}"""']
     out = [f'{indent}"""{lines[0]}']
     out.extend(f"{indent}{line}" if line else "" for line in lines[1:])

@@ -7,7 +7,9 @@ arguments to :func:`call`, which
   streams; a stream the caller did not pass, e.g. ``dropout`` under the usual
   ``init(key, x)``, is derived from the first available key), stores its state
   in Linen collections named by flax's variable-type registry (the same layout
-  as ``flax.nnx.bridge.to_linen``), then runs the method;
+  as ``flax.nnx.bridge.to_linen``), then runs the method -- except in a
+  top-level ``Module.init`` (which discards the output) once an earlier
+  ``init`` with the same shapes saw the method add no variable;
 * at ``apply`` does **not** re-run the NNX constructor: it merges the Linen
   variables into a graph definition cached once per class and constructor
   arguments (computed with ``nnx.eval_shape``, no real initialisation), refills
@@ -31,6 +33,7 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import os
 import sys
 import threading
 import zlib
@@ -446,6 +449,7 @@ def clear_cache() -> None:
     """Forget every cached graph definition (e.g. after reloading user code)."""
     with _cache_lock:
         _CACHE.clear()
+        _PURE_FORWARDS.clear()
 
 
 # ---------------------------------------------------------------------------
@@ -719,21 +723,31 @@ def _boxer(linen: nn.Module) -> Callable[[Any], Any]:
     return _metadata_fn_stack[-1] if _metadata_fn_stack else default_metadata_fn
 
 
-def _write_back(
-    linen: nn.Module, module: Any, only_new: set[tuple[str, tuple]] | None = None
-) -> None:
+def _flat_state(module: Any) -> list[tuple[str, tuple, Any]]:
+    """``(collection, path, variable)`` for the NNX module's non-rng state."""
+    return [
+        (_collection_of(type(var)), tuple(path), var)
+        for path, var in nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.RngState)))
+    ]
+
+
+def _write_back(linen: nn.Module, module: Any) -> None:
     """Store the NNX module's (non-rng) state in the mutable Linen collections."""
-    grouped: dict[str, list[tuple[tuple, Any]]] = {}
+    _put(linen, _flat_state(module))
+
+
+def _put(linen: nn.Module, flat: Iterable[tuple[str, tuple, Any]]) -> None:
+    grouped: dict[str, dict[tuple, Any]] = {}
     box = _boxer(linen)
-    for path, var in nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.RngState))):
-        col = _collection_of(type(var))
-        if only_new is not None and (col, tuple(path)) in only_new:
-            continue
-        if not linen.is_mutable_collection(col):
-            continue
-        grouped.setdefault(col, []).append((tuple(path), box(var)))
-    for col, flat in grouped.items():
-        tree = nnx.traversals.unflatten_mapping(dict(flat))
+    mutable: dict[str, bool] = {}
+    for col, path, var in flat:
+        ok = mutable.get(col)
+        if ok is None:
+            ok = mutable[col] = linen.is_mutable_collection(col)
+        if ok:
+            grouped.setdefault(col, {})[path] = box(var)
+    for col, flat_col in grouped.items():
+        tree = nnx.traversals.unflatten_mapping(flat_col)
         for k, v in tree.items():
             if col == "intermediates" and linen.has_variable(col, k):
                 # Linen's sow semantics: values sown by earlier calls are kept.
@@ -750,13 +764,6 @@ def _append_sown(old: Any, new: Any) -> Any:
     if isinstance(old, tuple) and isinstance(new, tuple):
         return old + new
     return new
-
-
-def _state_paths(module: Any) -> set[tuple[str, tuple]]:
-    return {
-        (_collection_of(type(var)), tuple(path))
-        for path, var in nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.RngState)))
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -811,6 +818,131 @@ def _is_missing_mode(err: Exception) -> bool:
 
 
 # ---------------------------------------------------------------------------
+# Top-level ``init`` without a redundant forward pass.
+
+#: Set to False to make every ``init`` run the forward pass (see
+#: :func:`_skippable_forward`).
+INIT_SKIPS_KNOWN_FORWARD = True
+
+#: Keys of (wrapper, method, mode, argument types, streams) whose forward pass
+#: was seen, during an ``init``, to add no variable to the NNX module.
+_PURE_FORWARDS: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
+_INIT_CODE = inspect.unwrap(nn.Module.init).__code__
+#: The frames between ``Module.init`` and a module method it calls, as
+#: (file, function): flax's init/apply plumbing, jax's traceback filter and
+#: Kauldron's ``is_training_property=`` wrapper, which all pass the output
+#: through. Any other frame (a Linen transform such as ``nn.scan``, an
+#: interceptor, user code) may use the output.
+_INIT_PLUMBING = frozenset(
+    (os.path.join(*f.split("/")), name)
+    for f, name in [
+        ("flax/linen/module.py", "_call_wrapped_method"),
+        ("flax/linen/module.py", "wrapped_module_method"),
+        ("flax/linen/module.py", "scope_fn"),
+        ("flax/linen/module.py", "init_with_output"),
+        ("flax/core/scope.py", "wrapper"),
+        ("jax/_src/traceback_util.py", "reraise_with_filtered_traceback"),
+        ("kauldron/utils/train_property.py", "decorated"),
+    ]
+)
+
+
+def _is_init_plumbing(code: Any) -> bool:
+    parts = code.co_filename.split(os.sep)
+    name = code.co_name
+    return any((os.path.join(*parts[-n:]), name) in _INIT_PLUMBING for n in (3, 4))
+
+
+def _arg_key(value: Any) -> Hashable:
+    leaves, treedef = jax.tree_util.tree_flatten(value)
+    out: list[Hashable] = [treedef]
+    for leaf in leaves:
+        if isinstance(leaf, (jax.Array, np.ndarray, jax.core.Tracer)):
+            aval = jax.typeof(leaf) if not isinstance(leaf, np.ndarray) else leaf
+            out.append(
+                (
+                    tuple(aval.shape),
+                    str(aval.dtype),
+                    bool(getattr(aval, "weak_type", False)),
+                )
+            )
+        else:
+            hash(leaf)  # TypeError: not cacheable
+            out.append((type(leaf), leaf))
+    return tuple(out)
+
+
+def _forward_key(
+    linen: nn.Module, method: str, mode: bool | None, args: tuple, kwargs: dict
+) -> Hashable | None:
+    try:
+        return (
+            _key_of(linen),
+            method,
+            mode,
+            _arg_key((args, kwargs)),
+            tuple(sorted(linen.scope.rngs)),  # type: ignore[union-attr]
+        )
+    except (_Unhashable, TypeError):
+        return None
+
+
+def _called_by_module_init(method: str, depth: int = 24) -> bool:
+    """Whether the generated method calling :func:`call` was called by ``Module.init``.
+
+    True only when every frame between the two is init plumbing (see
+    :data:`_INIT_PLUMBING`): nothing but ``Module.init``, which discards it,
+    sees the method's output.
+    """
+    generated = sys._getframe(3)  # frames: this, _skippable_forward, call
+    if generated.f_code.co_name != method:
+        return False
+    frame = generated.f_back
+    for _ in range(depth):
+        if frame is None:
+            return False
+        code = frame.f_code
+        if code is _INIT_CODE:
+            return True
+        if not _is_init_plumbing(code):
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _skippable_forward(linen: nn.Module, method: str, key: Hashable | None) -> bool:
+    """Whether an ``init`` may skip running the method.
+
+    ``Module.init`` discards the method's output; the variables it returns are
+    the state the NNX constructor made plus any variable the method adds
+    (sown intermediates, lazily created parameters, ...). When an earlier
+    ``init`` of the same wrapper, method, mode, argument shapes and dtypes (and
+    equal non-array arguments) and rng streams saw the method add nothing, a
+    top-level ``init`` returns the constructor's state without running it:
+    the same variables, without one eager forward pass (or, under ``jax.jit`` /
+    ``jax.eval_shape``, without tracing it). Set
+    :data:`INIT_SKIPS_KNOWN_FORWARD` to False to always run it (e.g. for a
+    method whose variables depend on argument *values*).
+    """
+    return (
+        INIT_SKIPS_KNOWN_FORWARD
+        and key is not None
+        and key in _PURE_FORWARDS
+        and not isinstance(linen.parent, nn.Module)
+        and not linen.is_mutable_collection("intermediates")
+        and _called_by_module_init(method)
+    )
+
+
+def _remember_pure_forward(key: Hashable) -> None:
+    with _cache_lock:
+        _PURE_FORWARDS[key] = None
+        _PURE_FORWARDS.move_to_end(key)
+        if len(_PURE_FORWARDS) > _CACHE_SIZE:
+            _PURE_FORWARDS.popitem(last=False)
+
+
+# ---------------------------------------------------------------------------
 # The entry point used by generated methods.
 
 
@@ -838,16 +970,23 @@ def call(
     )
     if initializing:
         keys = _linen_rngs(linen)
+        fwd_key = _forward_key(linen, method, mode, args, kwargs)
         with _missing_streams(_init_base(keys), strict=False, cls_name=cls_name):
             module = _build_nnx(linen, _Rngs(**keys))
-            _write_back(linen, module)
-            before = _state_paths(module)
+            flat = _flat_state(module)
+            _put(linen, flat)
+            if _skippable_forward(linen, method, fwd_key):
+                return None  # discarded by Module.init
+            before = {(col, path) for col, path, _ in flat}
             if mode is not None or _has_mode_attributes(module):
                 _set_mode(module, mode)
             if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
                 kwargs = {**kwargs, "rngs": r}
             out = _run(module, method, args, kwargs, cls_name, mode)
-        _write_back(linen, module, only_new=before)
+        added = [e for e in _flat_state(module) if e[:2] not in before]
+        _put(linen, added)
+        if not added and fwd_key is not None:
+            _remember_pure_forward(fwd_key)
         return out
 
     entry, module = _merged(linen, mode)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import flax
 import jax
@@ -15,7 +14,7 @@ from click.testing import CliRunner
 
 from nnxgen import runtime as rt
 from nnxgen.cli import main
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
 

@@ -48,7 +48,7 @@ PRELUDE = """\
 import dataclasses
 import enum
 import functools
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -240,11 +240,8 @@ ANNOTATIONS = [
     "Callable[..., Any]", "Any", "Literal['a', \"b\"]", "list[int]", "dict[str, float]",
     "tuple[int, ...]", "tuple[()]", "jax.Array", "jnp.dtype", "nnx.Initializer", "Mode",
     "Cfg", "'Cfg'", "'Later'", "Optional['Later']", "\"Optional[Later]\"", "'int | None'",
-    "Cfg | None",
-    # TODO(nnxgen bug): a forward ref nested in a quoted annotation,
-    # "tuple[int, 'Later']", comes out as `tuple[int, "Later"]` with no import of
-    # `Later` (typing.get_type_hints on the wrapper raises NameError). Add it back
-    # once fixed.
+    "Cfg | None", "\"tuple[int, 'Later']\"", "Annotated[int, 'meta data']",
+    "'Annotated[Cfg, \"Later\"]'",
 ]  # fmt: skip
 # `Later` is defined after the class: bare, it only works with postponed annotations.
 FUTURE_ONLY_ANNOTATIONS = ["Later", "tuple[Later, ...]"]
@@ -388,12 +385,8 @@ def docstrings(draw, indent: str) -> str | None:
     if not draw(st.booleans()):
         return None
     value = "".join(draw(st.lists(_DOC_ALPHABET, min_size=1, max_size=12)))
-    # TODO(nnxgen bug): a docstring whose first line is blank ('"""\n    Summary.\n\n
-    #     >>> code\n"""') loses the relative indentation of its later lines: the
-    # generator moves the summary onto the opening line, where inspect.cleandoc no
-    # longer counts it for the margin. Should be `if not value.strip():` once fixed
-    # (a blank docstring is no docstring).
-    if not value.split("\n")[0].strip():
+    # (a blank docstring is no docstring)
+    if not value.strip():
         value = "Doc" + value
     style = draw(st.sampled_from(["triple", "repr", "raw"]))
     # r'''...''' holds the value as is (a real "\r" would be read as a newline)
@@ -429,18 +422,36 @@ class ModelSource:
     methods: list[Method]  # __call__ first
 
 
-def _field_name(name: str, all_names: set[str]) -> str:
-    """The wrapper field for constructor parameter ``name`` (Linen names get ``_``)."""
-    field = name
-    if field in RESERVED or keyword.iskeyword(field):
-        field += "_"
-        while field in all_names or field in RESERVED:
-            field += "_"
-    return field
+def wrapper_names(model: ModelSource) -> tuple[dict[str, str], dict[str, str]]:
+    """The wrapper's field and method names (the documented renaming rule).
 
-
-def _wrapper_method_name(name: str) -> str:
-    return f"{name}_" if name != "__call__" and name in RESERVED else name
+    A constructor parameter or method whose name is Linen's (or a keyword) gets
+    ``_`` suffixes until it clashes with no other member of the wrapper:
+    parameters first, in order, then methods (``__call__`` first, then sorted).
+    """
+    init_names = [p.name for p in model.init or []]
+    params = [n for n in init_names if n != "rngs"]
+    method_names = [m.name for m in model.methods]
+    members = (set(params) | set(method_names)) - RESERVED
+    fields: dict[str, str] = {}
+    for n in params:
+        f = n
+        if n in RESERVED or keyword.iskeyword(n) or n.startswith("_Nnx"):
+            f = n + "_"
+            while f in members or f in init_names or f in RESERVED:
+                f += "_"
+            members.add(f)
+        fields[n] = f
+    methods = {"__call__": "__call__"}
+    for m in sorted(n for n in method_names if n != "__call__"):
+        w = m
+        if m in RESERVED:
+            w = m + "_"
+            while w in members or w in RESERVED:
+                w += "_"
+            members.add(w)
+        methods[m] = w
+    return fields, methods
 
 
 @st.composite
@@ -453,23 +464,10 @@ def model_sources(draw) -> tuple[ModelSource, str]:
         else None
     )
     init_names = {p.name for p in init or []}
-    fields = {_field_name(n, init_names) for n in init_names if n != "rngs"}
     # A method named like a constructor parameter is shadowed by the attribute and is
     # not wrapped (by design): keep the names apart.
-    # TODO(nnxgen bug): the wrapper's names are not checked against each other after
-    # the reserved-name `_` suffix: constructor param `init` (-> field `init_`) with a
-    # method `init_`, param `init_` with a method `init` (-> `init_`), or methods
-    # `init` and `init_` (both -> `init_`). The later definition silently replaces the
-    # earlier one (a field default becomes a function, an NNX method is unreachable).
-    # Remove the `fields` filter and `unique_by` (back to `unique=True`) once fixed.
-    free = [
-        m
-        for m in METHOD_NAMES
-        if m not in init_names and _wrapper_method_name(m) not in fields
-    ]
-    extra = draw(
-        st.lists(st.sampled_from(free), unique_by=_wrapper_method_name, max_size=2)
-    )
+    free = [m for m in METHOD_NAMES if m not in init_names]
+    extra = draw(st.lists(st.sampled_from(free), unique=True, max_size=2))
     methods = []
     for name in ["__call__", *extra]:
         params = draw(signatures(names=METHOD_PARAM_NAMES, future=future, method=True))
@@ -518,7 +516,7 @@ def model_sources(draw) -> tuple[ModelSource, str]:
 
 class _Unquote(ast.NodeTransformer):
     """Replace every string constant (forward reference) by the expression it holds,
-    except inside ``Literal[...]``."""
+    except inside ``Literal[...]`` and in ``Annotated[T, ...]``'s metadata."""
 
     def visit_Constant(self, node: ast.Constant):
         if isinstance(node.value, str):
@@ -532,7 +530,9 @@ class _Unquote(ast.NodeTransformer):
             if isinstance(node.value, ast.Attribute)
             else getattr(node.value, "id", "")
         )
-        if name != "Literal":
+        if name == "Annotated" and isinstance(node.slice, ast.Tuple):
+            node.slice.elts[0] = self.visit(node.slice.elts[0])
+        elif name != "Literal":
             node.slice = self.visit(node.slice)
         return node
 
@@ -708,7 +708,7 @@ def test_generated_wrapper_mirrors_random_nnx_module(fuzz_dir, case):
             and k not in field_names
             and (k == "__call__" or not k.startswith("_"))
         }
-        assert defined == {_wrapper_method_name(m.name) for m in model.methods}, defined
+        assert defined == set(wrapper_names(model)[1].values()), defined
         assert "_helper" not in vars(wrapper)
         assert _doc_lines(vars(wrapper).get("__doc__")) == _doc_lines(
             nnx_cls.__doc__
@@ -734,11 +734,11 @@ def _check_fields(model: ModelSource, nnx_cls, wrapper, src_ns, gen_ns) -> None:
             p.name for p in model.init if p.name != "rngs"
         ]
     written = {p.name: p for p in model.init or []}
-    all_names = set(written)
+    names = wrapper_names(model)[0]
     fields = dataclasses.fields(wrapper)
     assert [f.name for f in fields[-2:]] == ["parent", "name"]
     fields = fields[:-2]
-    assert [f.name for f in fields] == [_field_name(p.name, all_names) for p in params]
+    assert [f.name for f in fields] == [names[p.name] for p in params]
     for p, f in zip(params, fields):
         what = f"field {f.name} ({p.name})"
         src = written[p.name].annotation
@@ -771,8 +771,9 @@ def _check_methods(model: ModelSource, nnx_cls, wrapper, src_ns, gen_ns) -> None
     the added ``train`` is ``*, train: bool | None = None`` (absent when the NNX method
     has its own ``train``, which is then mirrored like any other); return annotation and
     docstring mirrored."""
+    method_names = wrapper_names(model)[1]
     for m in model.methods:
-        wname = _wrapper_method_name(m.name)
+        wname = method_names[m.name]
         assert wname in vars(wrapper), wname
         src_sig = inspect.signature(getattr(nnx_cls, m.name))  # follows __wrapped__
         gen_sig = inspect.signature(getattr(wrapper, wname))
