@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.cnn -o generated_examples/cnn_linen.py
 # nnxgen-targets: generated_examples.cnn
-# nnxgen-fingerprint: 624a3251e18db0b2
+# nnxgen-fingerprint: d86ebd2e8375a7f6
 
 from __future__ import annotations
 

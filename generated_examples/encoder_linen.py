@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.encoder -o generated_examples/encoder_linen.py
 # nnxgen-targets: generated_examples.encoder
-# nnxgen-fingerprint: 68d49a448d37131d
+# nnxgen-fingerprint: 6a4429c20699dbce
 
 from __future__ import annotations
 

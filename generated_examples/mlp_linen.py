@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.mlp -o generated_examples/mlp_linen.py
 # nnxgen-targets: generated_examples.mlp
-# nnxgen-fingerprint: 16ae791263186421
+# nnxgen-fingerprint: e260c1ebb013e7f0
 
 from __future__ import annotations
 

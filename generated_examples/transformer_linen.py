@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.transformer -o generated_examples/transformer_linen.py
 # nnxgen-targets: generated_examples.transformer
-# nnxgen-fingerprint: f2e10983fbfb60bb
+# nnxgen-fingerprint: 1f062e6439cf921d
 
 from __future__ import annotations
 

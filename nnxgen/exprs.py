@@ -137,32 +137,60 @@ class _Rewriter(ast.NodeTransformer):
 _STR_PREFIX = re.compile(r"^([rRbBuUfF]*)('''|\"\"\"|'|\")", re.DOTALL)
 
 
+def _sub_twice(regex: re.Pattern[str], replacement: str, text: str) -> str:
+    # (twice: matches that share a character overlap)
+    return regex.sub(replacement, regex.sub(replacement, text))
+
+
 def _normalize_string(segment: str) -> str:
+    """A one-line string literal as ruff formats it (Black's quote preference).
+
+    Prefix lowercased (``u`` dropped); double quotes unless they need more
+    backslashes than the single quotes; needless escapes of the other quote
+    removed. Raw strings never gain or lose a backslash.
+    """
     m = _STR_PREFIX.match(segment)
     if m is None:
         return segment
-    prefix, quote = m.group(1), m.group(2)
-    body = segment[len(prefix) + len(quote) : len(segment) - len(quote)]
-    if not segment.endswith(quote) or len(quote) == 3:
+    prefix, orig = m.group(1), m.group(2)
+    if len(orig) == 3 or not segment.endswith(orig) or len(segment) < len(prefix) + 2:
         return segment
-    prefix = prefix.lower()
-    prefix = prefix.replace("u", "")
-    if quote == "'" and '"' not in body:
-        if "r" in prefix:
-            if "\\'" in body:
-                return prefix + quote + body + quote
-            return f'{prefix}"{body}"'
-        body = body.replace("\\'", "'")
-        return f'{prefix}"{body}"'
-    return prefix + quote + body + quote
+    prefix = prefix.lower().replace("u", "")
+    new = "'" if orig == '"' else '"'
+    body = segment[len(m.group(1)) + 1 : -1]
+    if "r" in prefix:
+        if body.count(new) != body.count(f"\\{new}"):
+            return prefix + orig + body + orig
+        new_body = body
+    else:
+        escaped_new = re.compile(rf"([^\\]|^)\\((?:\\\\)*){new}")
+        escaped_orig = re.compile(rf"([^\\]|^)\\((?:\\\\)*){orig}")
+        unescaped_new = re.compile(rf"(([^\\]|^)(\\\\)*){new}")
+        body = _sub_twice(escaped_new, rf"\1\2{new}", body)
+        new_body = _sub_twice(escaped_orig, rf"\1\2{orig}", body)
+        new_body = _sub_twice(unescaped_new, rf"\1\\{new}", new_body)
+    if new_body.count("\\") > body.count("\\") or (
+        new_body.count("\\") == body.count("\\") and orig == '"'
+    ):
+        return prefix + orig + body + orig
+    return prefix + new + new_body + new
 
 
 def _normalize_number(segment: str) -> str:
+    """A number literal as ruff formats it: ``0XfF`` -> ``0xFF``, ``1E+05`` -> ``1e05``,
+    ``.5`` -> ``0.5``, ``2.`` -> ``2.0``, ``1J`` -> ``1j``."""
     s = segment
     if s[:2].lower() in ("0x", "0o", "0b"):
         head, digits = s[:2].lower(), s[2:]
         return head + (digits.upper() if head == "0x" else digits)
-    return s.lower().replace("l", "L") if "j" not in s.lower() else s.lower()
+    s = s.lower()
+    suffix = "j" if s.endswith("j") else ""
+    mantissa, e, exponent = s.removesuffix(suffix).partition("e")
+    if mantissa.startswith("."):
+        mantissa = "0" + mantissa
+    if mantissa.endswith("."):
+        mantissa += "0"
+    return mantissa + e + exponent.removeprefix("+") + suffix
 
 
 def _segment(source: str, node: ast.AST) -> str | None:
@@ -186,9 +214,9 @@ class _Unparser(ast._Unparser):  # type: ignore[name-defined,misc]
         ):
             segment = _segment(self._text, node)
         if segment is not None and "\n" not in segment:
-            if isinstance(node.value, str) and not isinstance(node.value, bytes):
+            if isinstance(node.value, (str, bytes)):
                 if (
-                    re.match(r"^[rRuU]?('|\")", segment)
+                    re.match(r"^[rRuUbB]{0,2}('|\")", segment)
                     and segment.count(segment[-1]) >= 2
                 ):
                     # Single literal (not an implicit concatenation).
@@ -203,7 +231,7 @@ class _Unparser(ast._Unparser):  # type: ignore[name-defined,misc]
             ):
                 self.write(_normalize_number(segment))
                 return
-        if isinstance(node.value, str):
+        if isinstance(node.value, (str, bytes)):
             text = repr(node.value)
             self.write(_normalize_string(text))
             return
@@ -220,3 +248,55 @@ def rewrite(text: str, resolver: Resolver, *, annotation: bool = False) -> str:
 
 def unparse(node: ast.expr) -> str:
     return _Unparser("").visit(node)
+
+
+def admits_none(annotation: str) -> bool:
+    """Whether an annotation (text) spells out that None is allowed.
+
+    ``None``, ``Optional[...]``, a ``Union``/``|`` with such a member,
+    ``Annotated[T, ...]`` of such a ``T``, ``Literal[..., None]``, ``Any`` and
+    ``object``; quoted annotations are read. Anything else does not (a type
+    alias that hides an Optional counts as not).
+    """
+
+    def visit(node: ast.expr) -> bool:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str):
+                try:
+                    return visit(ast.parse(node.value.strip(), mode="eval").body)
+                except SyntaxError:
+                    return True  # not an annotation we can read: leave it alone
+            return node.value is None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return visit(node.left) or visit(node.right)
+        if isinstance(node, ast.Subscript):
+            chain = _chain(node.value)
+            name = chain[-1] if chain else None
+            elts = (
+                node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            )
+            if name == "Optional":
+                return True
+            if name == "Union":
+                return any(visit(e) for e in elts)
+            if name == "Annotated":
+                return visit(elts[0])
+            if name == "Literal":
+                return any(
+                    isinstance(e, ast.Constant) and e.value is None for e in elts
+                )
+            return False
+        chain = _chain(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
+        return bool(chain) and chain[-1] in ("Any", "object")
+
+    return visit(parse(annotation.strip()))
+
+
+def or_none(annotation: str) -> str:
+    """``annotation | None``: PEP 484's explicit form of an implicit Optional."""
+    node = parse(annotation.strip())
+    if isinstance(
+        node, (ast.IfExp, ast.Lambda, ast.NamedExpr, ast.BoolOp, ast.Compare)
+    ):
+        annotation = f"({annotation})"
+    return f"{annotation} | None"

@@ -337,6 +337,10 @@ def _param(
     comment = None
     if p.default is not inspect.Parameter.empty:
         default, comment = _default(ctx, cls, method, p, text, what)
+        if p.default is None and not exprs.admits_none(annotation):
+            # `x: int = None`, an implicit Optional (no longer allowed by PEP
+            # 484): written explicitly, so that type checkers accept the wrapper.
+            annotation = exprs.or_none(annotation)
     unhashable = default is not None and type(p.default).__hash__ is None
     return ParamSpec(
         p.name,

@@ -9,6 +9,7 @@ fits; otherwise one element per line with a trailing comma, recursively.
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 
 LINE_LENGTH = 88
 INDENT = "    "
@@ -47,14 +48,29 @@ def dict_of(pairs: list[tuple[str, str | Seq]]) -> Seq:
     return Seq("{", items, "}")
 
 
-def _fits(line: str) -> bool:
-    return len(line) <= LINE_LENGTH
+def width(text: str) -> int:
+    """Columns ``text`` takes, as ruff counts them (East Asian wide characters: 2;
+    combining marks, format and control characters: 0)."""
+    if text.isprintable() and text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.category(c) in ("Mn", "Me", "Cf", "Cc")
+        else 2
+        if unicodedata.east_asian_width(c) in ("W", "F")
+        else 1
+        for c in text
+    )
+
+
+def fits(line: str) -> bool:
+    return width(line) <= LINE_LENGTH
 
 
 def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
     """Lines for ``head + seq + tail`` at ``indent`` (head precedes seq.open)."""
     flat = f"{indent}{head}{seq.flat()}{tail}"
-    if _fits(flat):
+    if fits(flat):
         return [flat]
     inner_indent = indent + INDENT
     first = f"{indent}{head}{seq.open}"
@@ -65,7 +81,7 @@ def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
         )
         if seq.single_comma and len(seq.items) == 1:
             hugged += ","
-        if _fits(hugged):
+        if fits(hugged):
             return [first, hugged, last]
     lines = [first]
     for item in seq.items:
@@ -91,8 +107,6 @@ def docstring(text: str, indent: str) -> list[str]:
         lines.pop()
     if not lines:
         return []
-    if lines[-1].endswith('"'):
-        lines[-1] += " "
     raw = text.split("\n")  # line for line with ``lines``; whitespace unescaped
     indents = [len(r) - len(r.lstrip()) for r, x in zip(raw, lines) if x]
     if lines[0] and (indents[0] > 0 or min(indents[1:], default=0) > 0):
@@ -101,8 +115,13 @@ def docstring(text: str, indent: str) -> list[str]:
         # of its own, or the common indentation that ``inspect.cleandoc`` strips
         # from the later lines (and the first line's own) would be lost.
         lines.insert(0, "")
-    elif len(lines) == 1:
-        return [f'{indent}"""{lines[0]}"""']
+    elif lines[0].startswith('"'):
+        lines[0] = " " + lines[0]  # as ruff does: not four quotes in a row
+    if len(lines) == 1:
+        last = lines[0]
+        if last.endswith('"') and (len(last) - len(last[:-1].rstrip("\\"))) % 2:
+            last += " "  # an unescaped quote before the closing ones: as ruff does
+        return [f'{indent}"""{last}"""']
     out = [f'{indent}"""{lines[0]}']
     out.extend(f"{indent}{line}" if line else "" for line in lines[1:])
     out.append(f'{indent}"""')

@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from nnxgen import lintcompat
-from nnxgen.layout import INDENT, Seq, dict_of, docstring, lay_out, tuple_of
+from nnxgen.layout import INDENT, Seq, dict_of, docstring, fits, lay_out, tuple_of
 from nnxgen.spec import ClassSpec, FileSpec, Import, MethodSpec, ParamSpec
 
 TEMPLATE = "module.py.jinja"
@@ -133,6 +133,8 @@ def _method(cls: ClassSpec, m: MethodSpec) -> dict[str, Any]:
 def _field_lines(cls: ClassSpec) -> list[str]:
     lines: list[str] = []
     seen_default = False
+    # Names bound in the class body (a factory name must not be one of them).
+    body_names = {p.field for p in cls.params} | {f.name for f in cls.extra_fields}
     for p in cls.params:
         if p.default_comment:
             lines.append(f"{INDENT}# {p.field}: {p.default_comment}")
@@ -142,17 +144,34 @@ def _field_lines(cls: ClassSpec) -> list[str]:
         if p.kind == "VAR_POSITIONAL":
             ann, default, factory = f"tuple[{ann}, ...]", "()", False
         elif p.kind == "VAR_KEYWORD":
-            ann, default, factory = f"dict[str, {ann}]", "dict", True
-        lines.extend(_field(p.field, ann, default, factory, seen_default))
+            ann, default, factory = f"dict[str, {ann}]", "{}", True
+        lines.extend(_field(p.field, ann, default, factory, seen_default, body_names))
         seen_default = seen_default or default is not None
     for f in cls.extra_fields:
-        lines.extend(_field(f.name, f.annotation, f.default, False, seen_default))
+        lines.extend(
+            _field(f.name, f.annotation, f.default, False, seen_default, body_names)
+        )
         seen_default = seen_default or f.default is not None
     return lines
 
 
+#: Empty-container defaults and the type that makes them (ruff: PIE807, C408).
+_EMPTY_FACTORIES = {
+    "{}": "dict",
+    "dict()": "dict",
+    "[]": "list",
+    "list()": "list",
+    "set()": "set",
+}
+
+
 def _field(
-    name: str, ann: str, default: str | None, factory: bool, kw_only: bool
+    name: str,
+    ann: str,
+    default: str | None,
+    factory: bool,
+    kw_only: bool,
+    body_names: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[str]:
     head = f"{name}: {ann} = "
     if default is None:
@@ -160,7 +179,9 @@ def _field(
             return [f"{INDENT}{name}: {ann}"]
         return lay_out(INDENT, head, Seq("dataclasses.field(", ["kw_only=True"], ")"))
     if factory:
-        value = default if default == "dict" else f"lambda: {default}"
+        value = _EMPTY_FACTORIES.get(default)
+        if value is None or value in body_names:
+            value = f"lambda: {default}"
         items: list[str | Seq] = [f"default_factory={value}"]
         return lay_out(INDENT, head, Seq("dataclasses.field(", items, ")"))
     return _assign(INDENT, head, default)
@@ -171,7 +192,7 @@ def _assign(indent: str, head: str, value: str) -> list[str]:
     import ast
 
     line = f"{indent}{head}{value}"
-    if len(line) <= 88:
+    if fits(line):
         return [line]
     node = ast.parse(value, mode="eval").body
     if not isinstance(node, ast.Call):
@@ -224,14 +245,25 @@ def _has_call(expr: str) -> bool:
     return visit(ast.parse(expr, mode="eval"))
 
 
-def _hoist_call_defaults(
+def _is_mutable_display(expr: str) -> bool:
+    """A list/dict/set display or comprehension: ruff's B006 flags those as defaults."""
+    import ast
+
+    node = ast.parse(expr, mode="eval").body
+    return isinstance(
+        node, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+    )
+
+
+def _hoist_defaults(
     classes: tuple[ClassSpec, ...],
 ) -> tuple[tuple[ClassSpec, ...], list[str]]:
-    """Move method defaults that are calls to module-level constants.
+    """Move method defaults that are calls or mutable displays to module constants.
 
-    A call in a signature default runs once, when the ``def`` runs; a constant
-    assigned just before the class runs it once too, so the default object is
-    the same, and the signature stays lint-clean (ruff B008).
+    A signature default is evaluated once, when the ``def`` runs; a constant
+    assigned just before the class is evaluated once too, so every call sees
+    one default object, as in the NNX method, and the signature stays
+    lint-clean (ruff B008, B006).
     """
     constants: list[str] = []
     used: set[str] = set()
@@ -241,7 +273,9 @@ def _hoist_call_defaults(
         for m in cls.methods:
             params = []
             for p in m.params:
-                if p.default is not None and _has_call(p.default):
+                if p.default is not None and (
+                    _has_call(p.default) or _is_mutable_display(p.default)
+                ):
                     base = f"_{cls.name}_{m.wrapper_name.strip('_')}_{p.name}_default"
                     name, n = base, 1
                     while name in used:
@@ -333,7 +367,7 @@ def _import_lines(imports: list[Import]) -> list[str]:
                     block.append(item.statement())
                     continue
                 flat = f"from {module} import {', '.join(item)}"
-                if len(flat) <= 88:
+                if fits(flat):
                     block.append(flat)
                 else:
                     block += lay_out(
@@ -446,7 +480,7 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     ):
         runtime_imports.append(Import("dataclasses"))
     spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
-    classes, constants = _hoist_call_defaults(spec.classes)
+    classes, constants = _hoist_defaults(spec.classes)
     context = {
         "constants": constants,
         "spec": spec,

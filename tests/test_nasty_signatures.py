@@ -75,6 +75,48 @@ def test_source_text_is_kept(project):
 
 
 
+def test_spellings_are_kept_the_way_ruff_formats_them(project):
+    """Literals as ruff prints them, container defaults lint-clean, implicit
+    Optionals written out, docstring layout kept (the whole file passes ruff and
+    pyright: see above)."""
+    _, mod = project
+    text = Path(mod.__file__).read_text()
+    body = text.split("class Spellings(nn.Module):")[1]
+    for line in [
+        'tag: bytes = b"raw"',
+        "big: float = 1e05",
+        "half: float = 0.5",
+        "two: float = 2.0",
+        "mask: int = 0xFF",
+        "imag: complex = 1j",
+        "name_: str = \"it's\"",
+        "table: dict = dataclasses.field(default_factory=dict)",
+        "items: list = dataclasses.field(default_factory=list)",
+        "pair: tuple = tuple()",
+        "count: int | None = None",
+        "opts: dict = _Spellings_call_opts_default,",
+        "n: int | None = None,",
+        "eps: float = 0.1,",
+        '"""\u0020"Quoted" summary."""',
+        "s: str = 'a \"b\"'",
+    ]:
+        assert line in body, line
+    assert "\n_Spellings_call_opts_default = {}\n" in text
+    assert "# ruff: noqa: C408, UP007, UP045\n" in text  # C408: `tuple()` kept
+    from nastypkg import models
+
+    w = mod.Spellings()
+    n = models.Spellings(rngs=nnx.Rngs(0))
+    assert inspect.getdoc(w.describe) == inspect.getdoc(n.describe)
+    assert "\n    indented example" in inspect.getdoc(w.describe)
+    for f in dataclasses.fields(mod.Spellings)[:-2]:
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        source = inspect.signature(models.Spellings.__init__).parameters[f.name]
+        assert same(default, source.default), f.name
+    sig = inspect.signature(mod.Spellings.__call__).parameters
+    assert sig["opts"].default == {} and sig["lst"].default == []
+
+
 def test_fields_mirror_constructor_defaults(project):
     from nastypkg import base, models
 
