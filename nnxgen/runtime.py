@@ -657,9 +657,13 @@ def _zero_count(shape: tuple[int, ...]) -> jax.Array:
 
 
 def _node_at(module: Any, path: Sequence[Any]) -> Any:
+    """The node (submodule, variable, raw array) at a state path of ``module``."""
     node = module
     for k in path:
-        node = node[k] if isinstance(k, int) else getattr(node, k)
+        if isinstance(node, Mapping) or not isinstance(k, str):
+            node = node[k]
+        else:
+            node = getattr(node, k)
     return node
 
 
@@ -994,6 +998,22 @@ def call(
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
         out = _run(module, method, args, kwargs, cls_name, mode)
+    mutable = linen.scope.mutable  # type: ignore[union-attr]
+    if isinstance(mutable, (str, list, tuple)):
+        # Named collections, all known to hold this module's state (the usual
+        # mutable=['batch_stats']): write their variables, found by their cached
+        # paths, without flattening the whole module.
+        named = {mutable} if isinstance(mutable, str) else set(mutable)
+        if named <= set(entry.collections):
+            _put(
+                linen,
+                [
+                    (leaf.collection, leaf.path, _node_at(module, leaf.path))
+                    for leaf in entry.leaves
+                    if leaf.collection in named
+                ],
+            )
+            return out
     if any(
         linen.is_mutable_collection(c) for c in entry.collections
     ) or linen.is_mutable_collection("intermediates"):

@@ -29,6 +29,7 @@ import keyword
 import os
 import subprocess
 import sys
+import types
 import typing
 from typing import Any
 
@@ -556,11 +557,14 @@ def norm_type(t: Any) -> Any:
     The generator imports ABCs such as ``Callable`` from ``collections.abc`` even when
     the source imports them from ``typing`` (same text, non-deprecated source), and
     ``typing.Callable[[A], B] != collections.abc.Callable[[A], B]``: compare origins
-    and arguments instead.
+    and arguments instead (``typing.Callable[...] | None`` is a ``typing.Union``,
+    ``collections.abc.Callable[...] | None`` a ``types.UnionType``).
     """
     origin = typing.get_origin(t)
     if origin is None:
         return t
+    if origin is types.UnionType:  # `A | B` is typing.Union[A, B] when A is typing's
+        origin = typing.Union
     args = typing.get_args(t)
     if not args:
         return origin

@@ -627,3 +627,19 @@ def test_sow_wrapper_called_twice_accumulates(local, c0):
     )
     _, captured = nnx.capture(lambda m, x: m(m(x)), nnx.Intermediate)(ref, c0)
     assert_trees_close(state, {"intermediates": {"layer": nnx.to_pure_dict(captured)}})
+
+
+def test_write_back_same_for_every_spelling_of_mutable(mlp_vars, x):
+    """mutable='batch_stats' / ['batch_stats'] write back by cached paths; True walks
+    the module: the same updated statistics either way, and they moved."""
+    model = MLP(3, 5, 2)
+    rngs = {"dropout": jax.random.key(3)}
+    outs = [
+        model.apply(mlp_vars, x, train=True, rngs=rngs, mutable=m)
+        for m in ("batch_stats", ["batch_stats"], True)
+    ]
+    for y, upd in outs[1:]:
+        assert_trees_close(y, outs[0][0])
+        assert_trees_close(upd["batch_stats"], outs[0][1]["batch_stats"])
+    assert trees_differ(outs[0][1]["batch_stats"], mlp_vars["batch_stats"])
+    assert set(outs[2][1]) == {"params", "batch_stats"}
