@@ -171,7 +171,7 @@ def _field(
     default: str | None,
     factory: bool,
     kw_only: bool,
-    body_names: set[str] = frozenset(),  # type: ignore[assignment]
+    body_names: set[str],
 ) -> list[str]:
     head = f"{name}: {ann} = "
     if default is None:
