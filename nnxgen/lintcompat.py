@@ -62,23 +62,22 @@ def _typing_names(tree: ast.Module) -> tuple[set[str], dict[str, str]]:
     return modules, members
 
 
-def _annotations(tree: ast.Module):
+def _annotations_and_c408(tree: ast.Module) -> tuple[list[ast.expr], bool]:
+    """Every annotation in ``tree``, and whether it has a call ruff's C408 flags
+    (``dict()``, ``dict(a=1)``, ``list()``, ``tuple()``): one walk."""
+    annotations: list[ast.expr] = []
+    c408 = False
     for node in ast.walk(tree):
         if isinstance(node, ast.AnnAssign):
-            yield node.annotation
+            annotations.append(node.annotation)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             a = node.args
             for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
                 if arg is not None and arg.annotation is not None:
-                    yield arg.annotation
+                    annotations.append(arg.annotation)
             if node.returns is not None:
-                yield node.returns
-
-
-def _literal_call(tree: ast.Module) -> bool:
-    """ruff's C408: ``dict()``, ``dict(a=1)``, ``list()``, ``tuple()``."""
-    for node in ast.walk(tree):
-        if (
+                annotations.append(node.returns)
+        elif (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
             and node.func.id in ("dict", "list", "tuple")
@@ -86,8 +85,8 @@ def _literal_call(tree: ast.Module) -> bool:
             and (node.func.id == "dict" or not node.keywords)
             and all(k.arg is not None for k in node.keywords)
         ):
-            return True
-    return False
+            c408 = True
+    return annotations, c408
 
 
 def noqa_codes(text: str) -> list[str]:
@@ -107,7 +106,8 @@ def noqa_codes(text: str) -> list[str]:
         return None
 
     codes: set[str] = set()
-    for ann in _annotations(tree):
+    annotations, c408 = _annotations_and_c408(tree)
+    for ann in annotations:
         for node in ast.walk(ann):
             if isinstance(node, ast.Subscript):
                 name = typing_name(node.value)
@@ -122,6 +122,6 @@ def noqa_codes(text: str) -> list[str]:
             )
             if name in _UP006:
                 codes.add("UP006")
-    if _literal_call(tree):
+    if c408:
         codes.add("C408")
     return sorted(codes)

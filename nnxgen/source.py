@@ -44,10 +44,25 @@ class ModuleSource:
     def code(self, node: cst.CSTNode) -> str:
         return self.tree.code_for_node(node)
 
+    @functools.cached_property
+    def _toplevel_classes(self) -> dict[str, cst.ClassDef]:
+        """Top-level class definitions by name (the last one wins, as at run time)."""
+        out: dict[str, cst.ClassDef] = {}
+        for stmt in self.tree.body:
+            for node in _flatten_blocks(stmt):
+                if isinstance(node, cst.ClassDef):
+                    out[node.name.value] = node
+        return out
+
     def find_class(self, qualname: str) -> cst.ClassDef | None:
-        body: list = list(self.tree.body)
-        node = None
-        for part in qualname.split("."):
+        first, *rest = qualname.split(".")
+        node = self._toplevel_classes.get(first)
+        if node is None:
+            return None
+        body: list = (
+            list(node.body.body) if isinstance(node.body, cst.IndentedBlock) else []
+        )
+        for part in rest:
             node = _find_def(body, cst.ClassDef, part)
             if node is None:
                 return None
