@@ -17,9 +17,10 @@ arguments to :func:`call`, which
   every collection the caller made mutable back to Linen.
 
 Mode: ``train=True`` runs the module as after ``.train()``, ``train=False`` as
-after ``.eval()``. With no mode, Kauldron's ``is_training_property`` context is
-used when active; otherwise mode attributes are left unset and a layer that
-needs one raises :class:`ModeError`.
+after ``.eval()``. With no ``train=``, the innermost :func:`mode` context, then
+Kauldron's ``is_training_property`` context, is used when active; otherwise
+mode attributes are left unset and a layer that needs one raises
+:class:`ModeError`.
 
 This module is imported by user code at training time: it depends on jax and
 flax only and never on the code generator.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -37,7 +39,7 @@ import os
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -59,6 +61,7 @@ __all__ = [
     "default_metadata_fn",
     "is_wrapper",
     "metadata_fn",
+    "mode",
     "nnx_class_of",
     "nnx_default",
     "to_nnx",
@@ -774,6 +777,31 @@ def _append_sown(old: Any, new: Any) -> Any:
 # Mode.
 
 
+_MODE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "nnxgen_mode", default=None
+)
+
+
+@contextlib.contextmanager
+def mode(train: bool) -> Iterator[None]:
+    """Run wrappers called without ``train=`` in training (True) or eval (False) mode.
+
+    For call sites that cannot pass the keyword, e.g. under ``nn.vmap``, which
+    drops keyword arguments::
+
+        with nnxgen.runtime.mode(train=True):
+            y, updates = ensemble.apply(variables, x, rngs=rngs, mutable=["batch_stats"])
+
+    An explicit ``train=`` still takes precedence; the mode is read when the
+    wrapper's method runs (at trace time under ``jax.jit``).
+    """
+    token = _MODE.set(bool(train))
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
 def _context_mode() -> bool | None:
     """Kauldron's ``is_training_property`` when its context is active, else None.
 
@@ -805,6 +833,9 @@ def _resolve_mode(train: bool | None) -> bool | None:
         )
     if train is not None:
         return bool(train)
+    scoped = _MODE.get()
+    if scoped is not None:
+        return scoped
     return _context_mode()
 
 
@@ -812,7 +843,9 @@ def _mode_error(cls_name: str, method: str, err: Exception) -> ModeError:
     return ModeError(
         f"{cls_name}.{method} runs mode-dependent layers (Dropout, BatchNorm, ...) but no "
         f"mode was given: pass train=True or train=False, e.g. "
-        f"model.apply(variables, x, train=False). ({str(err).splitlines()[0]})"
+        f"model.apply(variables, x, train=False), or where the keyword cannot reach it "
+        f"(nn.vmap drops keyword arguments) wrap the call in "
+        f"`with nnxgen.runtime.mode(train=...)`. ({str(err).splitlines()[0]})"
     )
 
 

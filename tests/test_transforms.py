@@ -643,3 +643,37 @@ def test_write_back_same_for_every_spelling_of_mutable(mlp_vars, x):
         assert_trees_close(upd["batch_stats"], outs[0][1]["batch_stats"])
     assert trees_differ(outs[0][1]["batch_stats"], mlp_vars["batch_stats"])
     assert set(outs[2][1]) == {"params", "batch_stats"}
+
+
+def test_mode_context_reaches_wrappers_under_nn_vmap(mlp_vars, x):
+    """nn.vmap drops keyword arguments, so `train=` cannot reach the wrapper;
+    `rt.mode(train=...)` does, and each member matches the plain wrapper."""
+    Ensemble = nn.vmap(
+        MLP,
+        variable_axes={"params": 0, "batch_stats": 0},
+        split_rngs={"params": True, "dropout": True},
+        in_axes=0,
+    )
+    xs = jnp.stack([x, 2.0 * x])
+    ensemble = Ensemble(3, 5, 2)
+    with pytest.raises(rt.ModeError, match=r"nnxgen\.runtime\.mode\(train=\.\.\.\)"):
+        ensemble.init(KEY, xs)
+    with rt.mode(train=False):
+        variables = ensemble.init(KEY, xs)
+        ys = ensemble.apply(variables, xs)
+    plain = MLP(3, 5, 2)
+    for i in range(2):
+        assert_trees_close(ys[i], plain.apply(member(variables, i), xs[i], train=False))
+    with rt.mode(train=True):
+        _, upd = ensemble.apply(
+            variables, xs, rngs={"dropout": jax.random.key(5)}, mutable=["batch_stats"]
+        )
+        # an explicit train= still wins over the context
+        y_eval = plain.apply(member(variables, 0), xs[0], train=False)
+    assert_trees_close(y_eval, ys[0])
+    for i in range(2):
+        _, ref = plain.apply(
+            member(variables, i), xs[i], train=True,
+            rngs={"dropout": jax.random.key(9)}, mutable=["batch_stats"],
+        )  # fmt: skip
+        assert_trees_close(member(upd["batch_stats"], i), ref["batch_stats"])
