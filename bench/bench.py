@@ -756,6 +756,13 @@ def _cell(d: dict[str, float] | None, impl: str, fmt: str) -> str:
     return f"{v:{fmt}} {_ratio(d, impl):5.2f}x"
 
 
+def _column(res: dict[str, Any], r: dict[str, Any], mode: str, key: str) -> Any:
+    """A table cell's timings: init is per case (shown on the eval row), the rest per mode."""
+    if key.startswith("init"):
+        return res[key] if mode == "eval" else None
+    return r[key]
+
+
 def print_table(results: dict[str, Any]) -> None:
     cols = [
         ("init ms", "init_ms", ".1f"),
@@ -776,11 +783,7 @@ def print_table(results: dict[str, Any]) -> None:
             for impl in IMPLS:
                 cells = []
                 for _, key, fmt in cols:
-                    if key.startswith("init"):
-                        d = res[key] if mode == "eval" else None
-                    else:
-                        d = r[key]
-                    cells.append(_cell(d, impl, fmt))
+                    cells.append(_cell(_column(res, r, mode, key), impl, fmt))
                 label = res["label"] if impl == "nnx" else ""
                 print(
                     f"{label:<22} {mode if impl == 'nnx' else '':<5} {impl:<7}"
@@ -808,11 +811,7 @@ def print_table(results: dict[str, Any]) -> None:
             for impl in IMPLS:
                 cells = []
                 for _, key in ccols:
-                    d = (
-                        (res[key] if mode == "eval" else None)
-                        if key.startswith("init")
-                        else r[key]
-                    )
+                    d = _column(res, r, mode, key)
                     if d is None:
                         cells.append("-")
                     elif impl == "nnx":

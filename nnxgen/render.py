@@ -231,28 +231,21 @@ def _spec_lines(cls: ClassSpec) -> list[str]:
     return lay_out(INDENT, "__nnxgen__ = ", Seq("_rt.WrapperSpec(", items, ")"))
 
 
-def _has_call(expr: str) -> bool:
-    """Does the expression call something (outside a lambda)? ruff's B008 flags those."""
+def _needs_constant(expr: str) -> bool:
+    """A default ruff flags in a signature: a call (outside a lambda; B008) or a
+    list/dict/set display or comprehension (B006)."""
     import ast
 
-    def visit(node: ast.AST) -> bool:
+    def has_call(node: ast.AST) -> bool:
         if isinstance(node, ast.Lambda):
             return False
         if isinstance(node, ast.Call):
             return True
-        return any(visit(child) for child in ast.iter_child_nodes(node))
-
-    return visit(ast.parse(expr, mode="eval"))
-
-
-def _is_mutable_display(expr: str) -> bool:
-    """A list/dict/set display or comprehension: ruff's B006 flags those as defaults."""
-    import ast
+        return any(has_call(child) for child in ast.iter_child_nodes(node))
 
     node = ast.parse(expr, mode="eval").body
-    return isinstance(
-        node, (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
-    )
+    mutable = (ast.List, ast.Dict, ast.Set, ast.ListComp, ast.DictComp, ast.SetComp)
+    return isinstance(node, mutable) or has_call(node)
 
 
 def _hoist_defaults(
@@ -273,9 +266,7 @@ def _hoist_defaults(
         for m in cls.methods:
             params = []
             for p in m.params:
-                if p.default is not None and (
-                    _has_call(p.default) or _is_mutable_display(p.default)
-                ):
+                if p.default is not None and _needs_constant(p.default):
                     base = f"_{cls.name}_{m.wrapper_name.strip('_')}_{p.name}_default"
                     name, n = base, 1
                     while name in used:
