@@ -75,7 +75,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -773,23 +773,19 @@ def print_table(results: dict[str, Any]) -> None:
         ("jit call us", "call_us", ".0f"),
         ("eager ms", "eager_ms", ".2f"),
     ]
-    head = f"{'model':<22} {'mode':<5} {'impl':<7}" + "".join(
-        f" {c[0]:>16}" for c in cols
-    )
-    print(head)
-    print("-" * len(head))
-    for name, res in results["cases"].items():
-        for mode, r in res["modes"].items():
-            for impl in IMPLS:
-                cells = []
-                for _, key, fmt in cols:
-                    cells.append(_cell(_column(res, r, mode, key), impl, fmt))
-                label = res["label"] if impl == "nnx" else ""
-                print(
-                    f"{label:<22} {mode if impl == 'nnx' else '':<5} {impl:<7}"
-                    + "".join(f" {c:>16}" for c in cells)
-                )
-        print()
+
+    def rows():
+        for res in results["cases"].values():
+            for mode, r in res["modes"].items():
+                for impl in IMPLS:
+                    cells = [
+                        _cell(_column(res, r, mode, key), impl, fmt)
+                        for _, key, fmt in cols
+                    ]
+                    yield res["label"], mode, impl, cells
+            yield None
+
+    _print_grid(22, [c[0] for c in cols], rows())
 
     # The same timings as process CPU time (less sensitive to other jobs on the CPUs).
     ccols = [
@@ -800,29 +796,46 @@ def print_table(results: dict[str, Any]) -> None:
         ("jit call", "call_cpu_us"),
         ("eager", "eager_cpu_ms"),
     ]
+
+    def cpu_cell(d: dict[str, float] | None, impl: str) -> str:
+        if d is None:
+            return "-"
+        if impl == "nnx":
+            return f"[{d['nnx']:.3g}]"
+        return f"{_ratio(d, impl):.2f}x"
+
+    def cpu_rows():
+        for name, res in results["cases"].items():
+            for mode, r in res["modes"].items():
+                for impl in IMPLS:
+                    cells = [
+                        cpu_cell(_column(res, r, mode, key), impl) for _, key in ccols
+                    ]
+                    yield name, mode, impl, cells
+        yield None
+
     print("Process-CPU-time ratios vs nnx (same medians; CPU ms of nnx in [])")
-    head = f"{'model':<14} {'mode':<5} {'impl':<7}" + "".join(
-        f" {c[0]:>16}" for c in ccols
+    _print_grid(14, [c[0] for c in ccols], cpu_rows())
+
+
+def _print_grid(width: int, titles: list[str], rows: Iterable[tuple | None]) -> None:
+    """A header, then one line per (label, mode, impl, cells) row (label and mode
+    on the nnx row only); None prints a blank line."""
+    head = f"{'model':<{width}} {'mode':<5} {'impl':<7}" + "".join(
+        f" {t:>16}" for t in titles
     )
     print(head)
     print("-" * len(head))
-    for name, res in results["cases"].items():
-        for mode, r in res["modes"].items():
-            for impl in IMPLS:
-                cells = []
-                for _, key in ccols:
-                    d = _column(res, r, mode, key)
-                    if d is None:
-                        cells.append("-")
-                    elif impl == "nnx":
-                        cells.append(f"[{d['nnx']:.3g}]")
-                    else:
-                        cells.append(f"{_ratio(d, impl):.2f}x")
-                print(
-                    f"{name if impl == 'nnx' else '':<14} {mode if impl == 'nnx' else '':<5} "
-                    f"{impl:<7}" + "".join(f" {c:>16}" for c in cells)
-                )
-    print()
+    for row in rows:
+        if row is None:
+            print()
+            continue
+        label, mode, impl, cells = row
+        first = impl == "nnx"
+        print(
+            f"{label if first else '':<{width}} {mode if first else '':<5} {impl:<7}"
+            + "".join(f" {c:>16}" for c in cells)
+        )
 
 
 def hlo_diff(r: dict[str, Any], impl: str) -> str:
