@@ -163,7 +163,9 @@ _policy = threading.local()
 def _missing_streams(base: jax.Array | None, strict: bool, cls_name: str = ""):
     """How a stream that nobody passed is handled inside this block.
 
-    ``strict`` (training at apply): raise, naming the stream; otherwise derive
+    ``strict`` (training at apply): raise, naming the stream (except for
+    ``params``, drawn at apply only to initialise something lazily, e.g. by
+    ``nnx.bridge.ToNNX``, which draws every stream it keeps); otherwise derive
     its key as ``fold_in(base, crc32(name))`` (at init ``base`` is the params
     key; at apply in eval mode it is ``key(0)``: deterministic, never used for
     dropout, which only draws in training).
@@ -189,7 +191,7 @@ def _derived_key(name: str) -> jax.Array | None:
     if state is None:
         return None
     base, strict, cls_name = state
-    if strict:
+    if strict and name != "params":
         raise _missing_stream_error(name, cls_name)
     if base is None:
         base = jax.random.key(0)
@@ -201,6 +203,9 @@ class _Rngs(nnx.Rngs):
 
     A derived stream is tagged with the requested name, so at apply time it is
     refilled from Linen's stream of that name when the caller passes one.
+    ``fork()`` / ``split()`` return this class too, so a module that keeps a
+    fork (``self.rngs = rngs.fork()``, as ``nnx.Dropout`` and ``ToNNX`` do) and
+    draws any stream name at call time is served the same way.
     """
 
     def _get_stream(self, name, error_type):
@@ -209,6 +214,12 @@ class _Rngs(nnx.Rngs):
             if key is not None:
                 setattr(self, name, nnx.RngStream(key, tag=name))
         return super()._get_stream(name, error_type)
+
+    def fork(self, *args: Any, **kwargs: Any) -> _Rngs:
+        return _Rngs(**dict(super().fork(*args, **kwargs).items()))
+
+    def split(self, *args: Any, **kwargs: Any) -> _Rngs:
+        return _Rngs(**dict(super().split(*args, **kwargs).items()))
 
 
 class _MissingRngStream(nnx.RngStream):
@@ -288,8 +299,26 @@ def _init_base(keys: Mapping[str, jax.Array]) -> jax.Array | None:
 
 def _construct(wrapper: nn.Module, keys: Mapping[str, jax.Array]) -> Any:
     """Build the NNX module, deriving missing streams from the first key."""
-    with _missing_streams(_init_base(keys), strict=False):
+    with _missing_streams(_init_base(keys), strict=False), _outside_linen():
         return _build_nnx(wrapper, _Rngs(**keys))
+
+
+@contextlib.contextmanager
+def _outside_linen() -> Iterator[None]:
+    """Linen modules created in here (``nnx.bridge.ToNNX(nn.Dense(d))`` inside an
+    NNX constructor) are top-level, unbound modules, as in pure NNX.
+
+    Linen gives a new module the innermost bound module as its parent
+    (``flax.linen.module._context.module_stack[-1]``); a bound module may only
+    create children in ``setup``/``@compact``. ``None`` on that stack is what
+    Linen itself has outside any module.
+    """
+    stack = nn.module._context.module_stack
+    stack.append(None)
+    try:
+        yield
+    finally:
+        stack.pop()
 
 
 # ---------------------------------------------------------------------------
@@ -323,6 +352,13 @@ class _RngLeaf:
 
 
 @dataclasses.dataclass
+class _RngsNode:
+    path: tuple[Any, ...]  # path of an ``nnx.Rngs`` the module keeps
+    streams: frozenset[str]
+    shape: tuple[int, ...]  # key shape of its streams (stacked under nnx.vmap)
+
+
+@dataclasses.dataclass
 class _Entry:
     """Everything apply needs about one (class, constructor arguments)."""
 
@@ -332,6 +368,10 @@ class _Entry:
     collections: tuple[str, ...]
     counts: dict[str, int]
     has_mode: bool
+    rngs_nodes: list[_RngsNode] = dataclasses.field(default_factory=list)
+    #: Layouts with state that methods added after construction (caches made
+    #: by ``init_cache``, lazily created parameters), by variables signature.
+    extended: dict[Hashable, _Entry] = dataclasses.field(default_factory=dict)
 
 
 _CACHE: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
@@ -409,6 +449,14 @@ def _analyse(module: Any) -> _Entry:
             )
         )
         counts[col] = counts.get(col, 0) + 1
+    rngs_nodes = []
+    for path, node in nnx.iter_graph(module):
+        if isinstance(node, nnx.Rngs):
+            streams = dict(node.items())
+            shape = next(
+                (tuple(st.key.get_value().shape) for st in streams.values()), ()
+            )
+            rngs_nodes.append(_RngsNode(tuple(path), frozenset(streams), shape))
     return _Entry(
         graphdefs=graphdefs,
         leaves=leaves,
@@ -416,6 +464,7 @@ def _analyse(module: Any) -> _Entry:
         collections=tuple(sorted(counts)),
         counts=counts,
         has_mode=has_mode,
+        rngs_nodes=rngs_nodes,
     )
 
 
@@ -430,22 +479,81 @@ def _entry_for(wrapper: nn.Module) -> _Entry:
             if entry is not None:
                 _CACHE.move_to_end(key)
                 return entry
-    box: dict[str, _Entry] = {}
-
-    def build() -> tuple:
-        # Traced, not run: no initializer executes. Raw-array state (as in
-        # nnx.WeightNorm) stays state, which nnx.eval_shape would make static.
-        box["entry"] = _analyse(_construct(wrapper, {}))
-        return ()
-
-    jax.eval_shape(build)
-    entry = box["entry"]
+    entry = _abstract_entry(wrapper)
     if key is not None:
         with _cache_lock:
             _CACHE[key] = entry
             if len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
     return entry
+
+
+def _abstract_entry(
+    wrapper: nn.Module, extras: Sequence[tuple[str, tuple, Any]] = ()
+) -> _Entry:
+    """The layout of ``wrapper``'s NNX module, traced (no initializer runs).
+
+    The build gets a ``params`` stream (an abstract key), as ``init`` does, so
+    constructors that split and vmap their rngs (stacked layers) trace.
+    ``extras`` are variables added after construction, attached by path.
+    Raw-array state (as in ``nnx.WeightNorm``) stays state, which
+    ``nnx.eval_shape`` would make static.
+    """
+    box: dict[str, _Entry] = {}
+
+    def build() -> tuple:
+        module = _construct(wrapper, {"params": jax.random.key(0)})
+        for col, path, value in extras:
+            _attach(module, col, path, value, type(wrapper).__name__)
+        box["entry"] = _analyse(module)
+        return ()
+
+    jax.eval_shape(build)
+    return box["entry"]
+
+
+def _attach(module: Any, col: str, path: tuple, value: Any, cls_name: str) -> None:
+    """Add a variable that a method created after construction (an ``init_cache``
+    cache, a lazily created parameter) to a freshly built module.
+
+    Only where such a variable can have come from: a registered collection
+    (``cache``, ``params``, ...), an array, and a path whose parent is a module
+    (or other ``nnx.Pytree``) that has no such attribute yet or holds ``None``
+    there (``MultiHeadAttention`` keeps ``cached_key = None`` until
+    ``init_cache``). Anything else is reported as not belonging to the module.
+    """
+    try:
+        var_type = variablelib.variable_type_from_name(col)
+    except ValueError:
+        raise NnxgenError(
+            f"{cls_name}: unknown variable collection {col!r}; drop it from the "
+            f"variables, or convert checkpoints of other wrappers with nnxgen.convert."
+        ) from None
+    parent = module
+    try:
+        for k in path[:-1]:
+            if (
+                isinstance(parent, nnx.Pytree)
+                and isinstance(k, str)
+                and not k.isdigit()
+            ):
+                parent = getattr(parent, k)
+            else:
+                parent = parent[int(k) if isinstance(k, str) and k.isdigit() else k]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        parent = None
+    name = path[-1]
+    if (
+        not isinstance(parent, nnx.Pytree)
+        or not isinstance(name, str)
+        or getattr(parent, name, None) is not None
+        or not hasattr(value, "shape")
+    ):
+        raise NnxgenError(
+            f"{cls_name}: unknown variables {_path_str(col, path)}; the module has "
+            f"no such state. Pass variables made by {cls_name}(...).init."
+        )
+    setattr(parent, name, var_type(jnp.zeros(value.shape, value.dtype)))
 
 
 def clear_cache() -> None:
@@ -485,14 +593,6 @@ def _count_leaves(tree: Any) -> int:
     )
 
 
-def _flat_paths(tree: Any, prefix: tuple = ()) -> Iterable[tuple]:
-    if isinstance(tree, Mapping):
-        for k, v in tree.items():
-            yield from _flat_paths(v, (*prefix, k))
-    else:
-        yield prefix
-
-
 def _gather_state(
     cls_name: str, entry: _Entry, variables: Mapping[str, Any]
 ) -> dict[Any, Any]:
@@ -525,33 +625,75 @@ def _gather_state(
         for k in leaf.path[:-1]:
             node = node.setdefault(k, {})
         node[leaf.path[-1]] = value
+    return state
+
+
+def _unexpected(
+    cls_name: str, entry: _Entry, variables: Mapping[str, Any]
+) -> list[tuple[str, tuple, Any]]:
+    """Variables that the cached layout lacks, as ``(collection, path, value)``.
+
+    Empty when the variables have the layout of ``entry`` (the usual apply:
+    one leaf count per collection). A collection that no NNX variable type is
+    registered under raises here; whether the rest can belong to the module
+    (state a method created after construction) is decided by :func:`_attach`.
+    """
+    extras: list[tuple[str, tuple, Any]] = []
     for col, tree in variables.items():
         expected = entry.counts.get(col)
         if expected is None:
             if col == "intermediates":
                 continue
-            raise NnxgenError(
-                f"{cls_name}: unknown variable collection {col!r} (the module has "
-                f"{list(entry.collections)}); drop it from the variables, or convert "
-                f"checkpoints of other wrappers with nnxgen.convert."
-            )
-        if _count_leaves(tree) != expected:
-            known = {
-                tuple(map(str, leaf.path))
-                for leaf in entry.leaves
-                if leaf.collection == col
-            }
-            extra = [
-                _path_str(col, p)
-                for p in _flat_paths(tree)
-                if tuple(map(str, p)) not in known
-            ]
-            if extra:
+            if col not in variablelib.VariableTypeCache:
                 raise NnxgenError(
-                    f"{cls_name}: unknown variables {', '.join(sorted(extra))}; the module has "
-                    f"no such state. Pass variables made by {cls_name}(...).init."
+                    f"{cls_name}: unknown variable collection {col!r} (the module has "
+                    f"{list(entry.collections)}); drop it from the variables, or "
+                    f"convert checkpoints of other wrappers with nnxgen.convert."
                 )
-    return state
+        elif _count_leaves(tree) == expected:
+            continue
+        known = {
+            tuple(map(str, leaf.path))
+            for leaf in entry.leaves
+            if leaf.collection == col
+        }
+        extras.extend(
+            (col, p, _unbox(v))
+            for p, v in _flat_items(tree)
+            if tuple(map(str, p)) not in known
+        )
+    return extras
+
+
+def _flat_items(tree: Any, prefix: tuple = ()) -> Iterable[tuple[tuple, Any]]:
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            yield from _flat_items(v, (*prefix, k))
+    else:
+        yield prefix, tree
+
+
+def _extended_entry(
+    linen: nn.Module, entry: _Entry, extras: Sequence[tuple[str, tuple, Any]]
+) -> _Entry:
+    """``entry`` plus the variables in ``extras`` (cached per their layout)."""
+    sig = tuple(
+        sorted(
+            (
+                col,
+                tuple(map(str, path)),
+                tuple(getattr(v, "shape", ())),
+                str(getattr(v, "dtype", "")),
+            )
+            for col, path, v in extras
+        )
+    )
+    found = entry.extended.get(sig)
+    if found is None:
+        found = _abstract_entry(linen, extras)
+        with _cache_lock:
+            entry.extended[sig] = found
+    return found
 
 
 def _put_rng_state(
@@ -574,7 +716,7 @@ def _put_rng_state(
                 key, count = _linen_stream(linen, rng.tag)
         else:
             key = _fixed_key(rng.tag, rng.shape)
-            if strict:
+            if strict and rng.tag != "params":
                 missing.append(rng)
         node = state
         for k in rng.path:
@@ -1008,7 +1150,10 @@ def call(
     if initializing:
         keys = _linen_rngs(linen)
         fwd_key = _forward_key(linen, method, mode, args, kwargs)
-        with _missing_streams(_init_base(keys), strict=False, cls_name=cls_name):
+        with (
+            _missing_streams(_init_base(keys), strict=False, cls_name=cls_name),
+            _outside_linen(),
+        ):
             module = _build_nnx(linen, _Rngs(**keys))
             flat = _flat_state(module)
             _put(linen, flat)
@@ -1056,15 +1201,57 @@ def call(
 
 def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
     """The NNX module for ``linen``'s variables: cached graph + state + Linen rngs."""
+    cls_name = type(linen).__name__
     entry = _entry_for(linen)
-    state = _gather_state(type(linen).__name__, entry, linen.variables)
+    variables = linen.variables
+    extras = _unexpected(cls_name, entry, variables)
+    if extras:  # state that a method created after construction (a cache)
+        entry = _extended_entry(linen, entry, extras)
+    state = _gather_state(cls_name, entry, variables)
     missing = (
         _put_rng_state(state, entry, linen, mode is True) if entry.rng_leaves else []
     )
     module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
     for rng in missing:
         _node_at(module, rng.path).__class__ = _MissingRngStream
+    if entry.rngs_nodes:
+        _serve_streams(linen, entry, module)
     return entry, module
+
+
+def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
+    """Give every ``nnx.Rngs`` the module keeps the Linen streams it lacks.
+
+    Modules that keep their ``Rngs`` (DropPath's ``self.rngs.dropout()``, a
+    VAE's ``self.rngs.noise()``) draw stream names at call time that the
+    constructor never asked for; pure NNX would fall back to ``default``.
+    Here each such stream is Linen's stream of that name (first draw
+    ``make_rng(name)``; split per layer for stacked ``Rngs``), added before the
+    method runs so that draws inside ``nnx.scan`` / ``nnx.vmap`` work too.
+    Streams the caller did not pass are left out: drawing one in training
+    raises, naming it.
+    """
+    tags = sorted(linen.scope.rngs)  # type: ignore[union-attr]
+    if not tags:
+        return
+    for node in entry.rngs_nodes:
+        for tag in tags:
+            if tag in node.streams:
+                continue
+            if node.shape:
+                key = jax.random.split(_typed_key(linen.make_rng(tag)), node.shape)
+                count = _zero_count(node.shape)
+            else:
+                key, count = _linen_stream(linen, tag)
+            stream = nnx.RngStream(_typed_key(key), tag=tag)
+            stream.count[...] = count
+            setattr(_node_at(module, node.path), tag, stream)
+
+
+def _typed_key(key: jax.Array) -> jax.Array:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
 
 
 def _run(
