@@ -1,0 +1,264 @@
+"""Every use of a private flax / Kauldron detail, in one place.
+
+Each function below says what it relies on and the versions it was checked on
+(flax 0.12.8 with jax 0.10.2, flax 0.12.12 with jax 0.12.0.1, kauldron 1.4.2 /
+1.4.4). Each has a cheap check in :data:`CHECKS` (run by the test suite on
+every stack: it fails loudly when a release changes the detail) and a slower
+fallback that stays correct when the detail is gone:
+
+- ``linen_fold``: ``Scope.rngs[t].rng`` / ``.suffix``, ``Scope.rng_counters``,
+  ``Scope._check_valid`` / ``_validate_trace_level`` and the hash of
+  ``flax.core.scope._fold_in_static``. Fallback: start the stream at
+  ``make_rng(t)`` itself (one more hash in the program; the draws are then
+  other keys than ``make_rng``'s, still a function of the caller's key).
+- ``outside_linen``: ``flax.linen.module._context.module_stack`` (which
+  ``flax.nnx.bridge`` reads too). Fallback: no-op (plain NNX needs nothing;
+  ``ToNNX`` inside a constructor then fails as it does in Linen).
+- ``interceptors_active``: ``flax.linen.module._global_interceptor_stack``.
+  Fallback: "active", so ``init`` runs the forward pass.
+- ``kauldron_is_training``: ``kauldron.utils.train_property._context
+  .is_training_stack``. Fallback: the getter of the public
+  ``kd.nn.train_property()`` descriptor.
+- ``collection_name`` / ``variable_type`` / ``is_registered_collection``:
+  ``variable_name_from_type`` / ``variable_type_from_name`` of
+  ``flax.nnx.variablelib`` (public functions of a module ``flax.nnx`` does not
+  re-export; the layout ``flax.nnx.bridge`` uses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import sys
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import config as flax_config
+from flax import linen as nn
+from flax.nnx import variablelib
+
+# ---------------------------------------------------------------------------
+# Linen's make_rng as (base key, fold data).
+
+
+def _static_hash(data: tuple[Any, ...]) -> int:
+    """The uint32 ``flax.core.scope._fold_in_static`` folds into a key for ``data``."""
+    m = hashlib.sha1()
+    for x in data:
+        if flax_config.flax_fix_rng_separator:
+            m.update(b"\00")
+        if isinstance(x, str):
+            m.update(x.encode("utf-8"))
+        else:
+            m.update(x.to_bytes((x.bit_length() + 7) // 8, byteorder="big"))
+    return int.from_bytes(m.digest()[:4], byteorder="big")
+
+
+def _raw_fold(linen: nn.Module, tag: str) -> tuple[jax.Array, int] | None:
+    scope = linen.scope
+    lazy = scope.rngs.get(tag) if scope is not None else None
+    if (
+        lazy is None
+        or not hasattr(lazy, "suffix")
+        or not hasattr(scope, "rng_counters")
+        or not isinstance(lazy.rng, jax.Array)  # e.g. Kauldron's own PRNGKey objects
+    ):
+        return None
+    # exactly what Scope.make_rng does before folding
+    scope._check_valid()
+    scope._validate_trace_level()
+    scope.rng_counters[tag] += 1
+    return lazy.rng, _static_hash((*lazy.suffix, scope.rng_counters[tag]))
+
+
+def linen_fold(linen: nn.Module, tag: str) -> tuple[jax.Array, int] | None:
+    """``(key, data)`` with ``fold_in(key, data) == linen.make_rng(tag)``, advancing
+    the stream as ``make_rng`` does; None where this cannot be done (then call
+    ``make_rng``). Checked once per process against ``make_rng`` itself.
+    """
+    if not _linen_fold_works():
+        return None
+    return _raw_fold(linen, tag)
+
+
+class _FoldProbe(nn.Module):
+    use_fold: bool
+
+    @nn.compact
+    def __call__(self) -> Any:
+        child = _FoldChild(self.use_fold, name="child")
+        if self.use_fold:
+            return _raw_fold(self, "p"), _raw_fold(self, "p"), child()
+        return self.make_rng("p"), self.make_rng("p"), child()
+
+
+class _FoldChild(nn.Module):
+    use_fold: bool
+
+    def __call__(self) -> Any:
+        return _raw_fold(self, "p") if self.use_fold else self.make_rng("p")
+
+
+@functools.cache
+def _linen_fold_works() -> bool:
+    try:
+        with (
+            outside_linen(),
+            jax.ensure_compile_time_eval(),
+            jax.transfer_guard("allow"),
+        ):
+            rngs = {"p": jax.random.key(3)}
+            folded = _FoldProbe(True).apply({}, rngs=rngs)
+            made = _FoldProbe(False).apply({}, rngs=rngs)
+            for f, m in zip(folded, made):
+                key = f[0]
+                if not jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+                    key = jax.random.wrap_key_data(key)
+                mine = jax.random.key_data(jax.random.fold_in(key, jnp.uint32(f[1])))
+                if not bool(jnp.array_equal(mine, jax.random.key_data(m))):
+                    return False
+        return True
+    except Exception:  # noqa: BLE001 - any change in the detail means "don't use it"
+        return False
+
+
+# ---------------------------------------------------------------------------
+# Linen's module stack.
+
+
+@contextlib.contextmanager
+def outside_linen() -> Iterator[None]:
+    """Linen modules created in here (``nnx.bridge.ToNNX(nn.Dense(d))`` inside an
+    NNX constructor) are top-level, unbound modules, as in pure NNX.
+
+    Linen gives a new module the innermost bound module as its parent
+    (``flax.linen.module._context.module_stack[-1]``; ``flax.nnx.bridge`` reads
+    the same stack), and a bound module may only create children in
+    ``setup``/``@compact``. ``None`` on that stack is what Linen itself has
+    outside any module.
+    """
+    stack = getattr(getattr(nn.module, "_context", None), "module_stack", None)
+    if not isinstance(stack, list):
+        yield
+        return
+    stack.append(None)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def interceptors_active() -> bool:
+    """Whether a ``nn.intercept_methods`` interceptor may see method outputs."""
+    stack = getattr(nn.module, "_global_interceptor_stack", None)
+    if stack is None:
+        return True
+    try:
+        return bool(len(list(stack)))
+    except TypeError:
+        return True
+
+
+# ---------------------------------------------------------------------------
+# Kauldron's training context.
+
+
+def kauldron_is_training() -> bool | None:
+    """Kauldron's ``is_training_property`` when its context is active, else None.
+
+    Kauldron is not imported here: its train-property module is only consulted
+    when the user's program already imported it (which is what patches
+    ``Module.apply`` to accept ``is_training_property=``). Fast path: the
+    private ``_context.is_training_stack``; fallback: the public
+    ``train_property()``, which raises when no value is set.
+    """
+    tp = sys.modules.get("kauldron.utils.train_property")
+    if tp is None:
+        return None
+    context = getattr(tp, "_context", None)
+    stack = getattr(context, "is_training_stack", None)
+    if stack is not None:
+        return bool(stack[-1]) if len(stack) else None
+    try:  # public: the getter of the ``kd.nn.train_property()`` descriptor
+        return bool(tp.train_property().fget(types.SimpleNamespace(scope=True)))
+    except Exception:  # noqa: BLE001 - raises when no value is set
+        return None
+
+
+# ---------------------------------------------------------------------------
+# flax's variable-type <-> collection-name registry.
+
+
+def collection_name(var_type: type) -> str:
+    """The Linen collection of an NNX variable type (registering a new type)."""
+    return variablelib.variable_name_from_type(var_type, allow_register=True)
+
+
+def is_registered_collection(name: str) -> bool:
+    try:
+        variablelib.variable_type_from_name(name, allow_register=False)
+    except ValueError:
+        return False
+    return True
+
+
+def variable_type(name: str) -> type:
+    """The NNX variable type registered for collection ``name`` (LookupError if none)."""
+    try:
+        return variablelib.variable_type_from_name(name, allow_register=False)
+    except ValueError:
+        raise LookupError(name) from None
+
+
+# ---------------------------------------------------------------------------
+# Checks (tests/test_compat.py runs them on every stack).
+
+
+def _check_module_stack() -> bool:
+    stack = getattr(getattr(nn.module, "_context", None), "module_stack", None)
+    if not isinstance(stack, list):
+        return False
+    with outside_linen():
+        return nn.Dense(2).parent is None
+
+
+def _check_interceptor_stack() -> bool:
+    if getattr(nn.module, "_global_interceptor_stack", None) is None:
+        return False
+    before = interceptors_active()
+    with nn.intercept_methods(lambda f, a, k, c: f(*a, **k)):
+        during = interceptors_active()
+    return during and not before
+
+
+def _check_kauldron() -> bool:
+    import kauldron.utils.train_property as tp
+
+    stack = tp._context.is_training_stack
+    with tp.set_train_property(True):
+        inside = len(stack) == 1 and stack[-1] is True
+    return inside and not len(stack)
+
+
+def _check_registry() -> bool:
+    from flax import nnx
+
+    return (
+        collection_name(nnx.Param) == "params"
+        and variable_type("cache") is nnx.Cache
+        and not is_registered_collection("nnxgen-not-a-collection")
+    )
+
+
+#: name -> cheap check that the detail still behaves as relied on.
+CHECKS: dict[str, Callable[[], bool]] = {
+    "linen_fold": lambda: _linen_fold_works.__wrapped__(),
+    "module_stack": _check_module_stack,
+    "interceptor_stack": _check_interceptor_stack,
+    "kauldron_training_stack": _check_kauldron,
+    "variable_registry": _check_registry,
+}

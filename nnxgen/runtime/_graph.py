@@ -1,0 +1,261 @@
+"""Cached graph definitions: what ``apply`` needs about one wrapper configuration.
+
+``apply`` never re-runs the NNX constructor. The layout of the module (graph
+definitions per mode, variable paths/shapes/collections, rng streams, kept
+``Rngs``) is computed once per (class, constructor arguments) by tracing the
+constructor abstractly (:func:`_abstract_entry`: no initializer runs), and
+extended, also once, for state that methods add after construction
+(:func:`_extended_entry`: caches made by ``init_cache``, lazy parameters).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax import nnx
+
+from nnxgen.runtime import _compat
+from nnxgen.runtime._build import _construct
+from nnxgen.runtime._errors import NnxgenError
+from nnxgen.runtime._mode import _has_mode_attributes, _set_mode
+from nnxgen.runtime._spec import is_wrapper
+from nnxgen.runtime._state import _collection_of, _path_str
+
+
+@dataclasses.dataclass
+class _Leaf:
+    path: tuple[Any, ...]
+    collection: str
+    shape: tuple[int, ...]
+    dtype: Any
+
+
+@dataclasses.dataclass
+class _RngLeaf:
+    path: tuple[Any, ...]  # path of the RngStream node
+    tag: str
+    shape: tuple[int, ...]
+
+
+@dataclasses.dataclass
+class _RngsNode:
+    path: tuple[Any, ...]  # path of an ``nnx.Rngs`` the module keeps
+    streams: frozenset[str]
+    shape: tuple[int, ...]  # key shape of its streams (stacked under nnx.vmap)
+
+
+@dataclasses.dataclass
+class _Entry:
+    """Everything apply needs about one (class, constructor arguments)."""
+
+    graphdefs: dict[bool | None, Any]
+    leaves: list[_Leaf]
+    rng_leaves: list[_RngLeaf]
+    collections: tuple[str, ...]
+    counts: dict[str, int]
+    has_mode: bool
+    rngs_nodes: list[_RngsNode] = dataclasses.field(default_factory=list)
+    #: Layouts with state that methods added after construction (caches made
+    #: by ``init_cache``, lazily created parameters), by variables signature.
+    extended: dict[Hashable, _Entry] = dataclasses.field(default_factory=dict)
+
+
+_CACHE: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
+
+
+_CACHE_SIZE = 512
+
+
+_cache_lock = threading.Lock()
+
+
+class _Unhashable(Exception):
+    pass
+
+
+def _key_of(value: Any) -> Hashable:
+    if is_wrapper(value):
+        spec = type(value).__nnxgen__
+        return (
+            type(value),
+            tuple(_key_of(getattr(value, p.field)) for p in spec.params),
+        )
+    if isinstance(value, (list, tuple)):
+        return (type(value), tuple(_key_of(v) for v in value))
+    if isinstance(value, Mapping):
+        return (dict, tuple(sorted((k, _key_of(v)) for k, v in value.items())))
+    if isinstance(value, (jax.Array, jnp.ndarray)) and not isinstance(
+        value, jax.core.Tracer
+    ):
+        raise _Unhashable
+    try:
+        hash(value)
+    except TypeError:
+        raise _Unhashable from None
+    return value
+
+
+def _analyse(module: Any) -> _Entry:
+    """Collect layout facts of a (possibly abstract) NNX module."""
+    has_mode = _has_mode_attributes(module)
+    graphdefs: dict[bool | None, Any] = {}
+    for mode in (True, False, None):
+        if has_mode:
+            _set_mode(module, mode)
+        graphdefs[mode] = nnx.graphdef(module)
+    leaves: list[_Leaf] = []
+    rng_leaves: list[_RngLeaf] = []
+    counts: dict[str, int] = {}
+    for path, var in nnx.to_flat_state(nnx.state(module)):
+        if isinstance(var, nnx.RngKey):
+            value = var.get_value()
+            rng_leaves.append(_RngLeaf(tuple(path[:-1]), var.tag, tuple(value.shape)))
+            continue
+        if isinstance(var, nnx.RngCount):
+            continue
+        col = _collection_of(type(var))
+        value = var.get_value() if isinstance(var, nnx.Variable) else var
+        leaves.append(
+            _Leaf(
+                tuple(path),
+                col,
+                tuple(getattr(value, "shape", ())),
+                getattr(value, "dtype", None),
+            )
+        )
+        counts[col] = counts.get(col, 0) + 1
+    rngs_nodes = []
+    for path, node in nnx.iter_graph(module):
+        if isinstance(node, nnx.Rngs):
+            streams = dict(node.items())
+            shape = next(
+                (tuple(st.key.get_value().shape) for st in streams.values()), ()
+            )
+            rngs_nodes.append(_RngsNode(tuple(path), frozenset(streams), shape))
+    return _Entry(
+        graphdefs=graphdefs,
+        leaves=leaves,
+        rng_leaves=rng_leaves,
+        collections=tuple(sorted(counts)),
+        counts=counts,
+        has_mode=has_mode,
+        rngs_nodes=rngs_nodes,
+    )
+
+
+def _entry_for(wrapper: nn.Module) -> _Entry:
+    try:
+        key: Hashable | None = _key_of(wrapper)
+    except _Unhashable:
+        key = None
+    if key is not None:
+        with _cache_lock:
+            entry = _CACHE.get(key)
+            if entry is not None:
+                _CACHE.move_to_end(key)
+                return entry
+    entry = _abstract_entry(wrapper)
+    if key is not None:
+        with _cache_lock:
+            _CACHE[key] = entry
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return entry
+
+
+def _abstract_entry(
+    wrapper: nn.Module, extras: Sequence[tuple[str, tuple, Any]] = ()
+) -> _Entry:
+    """The layout of ``wrapper``'s NNX module, traced (no initializer runs).
+
+    The build gets a ``params`` stream (an abstract key), as ``init`` does, so
+    constructors that split and vmap their rngs (stacked layers) trace.
+    ``extras`` are variables added after construction, attached by path.
+    Raw-array state (as in ``nnx.WeightNorm``) stays state, which
+    ``nnx.eval_shape`` would make static.
+    """
+    box: dict[str, _Entry] = {}
+
+    def build() -> tuple:
+        module = _construct(wrapper, {"params": jax.random.key(0)})
+        for col, path, value in extras:
+            _attach(module, col, path, value, type(wrapper).__name__)
+        box["entry"] = _analyse(module)
+        return ()
+
+    jax.eval_shape(build)
+    return box["entry"]
+
+
+def _attach(module: Any, col: str, path: tuple, value: Any, cls_name: str) -> None:
+    """Add a variable that a method created after construction (an ``init_cache``
+    cache, a lazily created parameter) to a freshly built module.
+
+    Only where such a variable can have come from: a registered collection
+    (``cache``, ``params``, ...), an array, and a path whose parent is a module
+    (or other ``nnx.Pytree``) that has no such attribute yet or holds ``None``
+    there (``MultiHeadAttention`` keeps ``cached_key = None`` until
+    ``init_cache``). Anything else is reported as not belonging to the module.
+    """
+    try:
+        var_type = _compat.variable_type(col)
+    except LookupError:
+        raise NnxgenError(
+            f"{cls_name}: unknown variable collection {col!r}; drop it from the "
+            f"variables, or convert checkpoints of other wrappers with nnxgen.convert."
+        ) from None
+    parent = module
+    try:
+        for k in path[:-1]:
+            if (
+                isinstance(parent, nnx.Pytree)
+                and isinstance(k, str)
+                and not k.isdigit()
+            ):
+                parent = getattr(parent, k)
+            else:
+                parent = parent[int(k) if isinstance(k, str) and k.isdigit() else k]
+    except (AttributeError, KeyError, IndexError, TypeError):
+        parent = None
+    name = path[-1]
+    if (
+        not isinstance(parent, nnx.Pytree)
+        or not isinstance(name, str)
+        or getattr(parent, name, None) is not None
+        or not hasattr(value, "shape")
+    ):
+        raise NnxgenError(
+            f"{cls_name}: unknown variables {_path_str(col, path)}; the module has "
+            f"no such state. Pass variables made by {cls_name}(...).init."
+        )
+    setattr(parent, name, var_type(jnp.zeros(value.shape, value.dtype)))
+
+
+def _extended_entry(
+    linen: nn.Module, entry: _Entry, extras: Sequence[tuple[str, tuple, Any]]
+) -> _Entry:
+    """``entry`` plus the variables in ``extras`` (cached per their layout)."""
+    sig = tuple(
+        sorted(
+            (
+                col,
+                tuple(map(str, path)),
+                tuple(getattr(v, "shape", ())),
+                str(getattr(v, "dtype", "")),
+            )
+            for col, path, v in extras
+        )
+    )
+    found = entry.extended.get(sig)
+    if found is None:
+        found = _abstract_entry(linen, extras)
+        with _cache_lock:
+            entry.extended[sig] = found
+    return found

@@ -1,0 +1,103 @@
+"""Train / eval mode: ``train=``, then :func:`mode`, then Kauldron's context.
+
+``train=True`` runs the module as after ``.train()``, ``train=False`` as after
+``.eval()``. With neither, mode attributes are left unset and a layer that
+needs one raises :class:`ModeError` (never a silently chosen mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+from flax import nnx
+
+from nnxgen.runtime import _compat
+from nnxgen.runtime._errors import ModeError, NnxgenError
+
+__all__ = ["mode"]
+
+
+_MODE_ATTRIBUTES = ("deterministic", "use_running_average")
+
+
+_MODE: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "nnxgen_mode", default=None
+)
+
+
+@contextlib.contextmanager
+def mode(train: bool) -> Iterator[None]:
+    """Run wrappers called without ``train=`` in training (True) or eval (False) mode.
+
+    For call sites that cannot pass the keyword, e.g. under ``nn.vmap``, which
+    drops keyword arguments::
+
+        with nnxgen.runtime.mode(train=True):
+            y, updates = ensemble.apply(variables, x, rngs=rngs, mutable=["batch_stats"])
+
+    An explicit ``train=`` still takes precedence; the mode is read when the
+    wrapper's method runs (at trace time under ``jax.jit``).
+    """
+    token = _MODE.set(bool(train))
+    try:
+        yield
+    finally:
+        _MODE.reset(token)
+
+
+def _resolve_mode(train: bool | None) -> bool | None:
+    if isinstance(train, jax.core.Tracer):
+        raise NnxgenError(
+            "train= was traced (it must be a Python bool, it selects the code path): "
+            "bind it outside the transform, e.g. "
+            "jax.eval_shape(functools.partial(model.init, train=False), key, x), "
+            "jax.jit(f, static_argnames='train'), nn.jit(Model, static_argnames='train'), "
+            "or pass it from a parent module outside nn.vmap / nn.remat."
+        )
+    if train is not None:
+        return bool(train)
+    scoped = _MODE.get()
+    if scoped is not None:
+        return scoped
+    return _compat.kauldron_is_training()
+
+
+def _mode_error(cls_name: str, method: str, err: Exception) -> ModeError:
+    return ModeError(
+        f"{cls_name}.{method} runs mode-dependent layers (Dropout, BatchNorm, ...) but no "
+        f"mode was given: pass train=True or train=False, e.g. "
+        f"model.apply(variables, x, train=False), or where the keyword cannot reach it "
+        f"(nn.vmap drops keyword arguments) wrap the call in "
+        f"`with nnxgen.runtime.mode(train=...)`. ({str(err).splitlines()[0]})"
+    )
+
+
+def _is_missing_mode(err: Exception) -> bool:
+    msg = str(err)
+    return any(f"No `{a}`" in msg or f"No '{a}'" in msg for a in _MODE_ATTRIBUTES)
+
+
+# ---------------------------------------------------------------------------
+# Top-level ``init`` without a redundant forward pass.
+
+#: Set to False to make every ``init`` run the forward pass (see
+#: :func:`_skippable_forward`).
+
+
+def _set_mode(module: Any, mode: bool | None) -> None:
+    if mode is None:
+        values = dict.fromkeys(_MODE_ATTRIBUTES)
+    else:
+        values = dict.fromkeys(_MODE_ATTRIBUTES, not mode)
+    module.set_attributes(**values, raise_if_not_found=False)
+
+
+def _has_mode_attributes(module: Any) -> bool:
+    return any(
+        any(hasattr(m, a) for a in _MODE_ATTRIBUTES)
+        for _, m in nnx.iter_modules(module)
+    )

@@ -1,0 +1,264 @@
+"""Rng streams: NNX streams fed from Linen's, at init and at apply.
+
+* init: the constructor gets an :class:`_Rngs` holding every Linen stream the
+  caller passed; a stream it asks for that nobody passed (``dropout`` under the
+  usual ``init(key, x)``) is derived from the params key.
+* apply: every stored stream with tag ``t`` is seeded so that its first draw is
+  exactly Linen's ``make_rng(t)`` (:func:`_linen_stream`); ``Rngs`` objects the
+  module keeps are given the Linen streams they lack (:func:`_serve_streams`);
+  a stream nobody passed raises in training (naming it) and gets a fixed key
+  otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import threading
+import zlib
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax import nnx
+
+from nnxgen.runtime import _compat
+from nnxgen.runtime._errors import NnxgenError
+from nnxgen.runtime._state import _node_at
+
+if TYPE_CHECKING:
+    from nnxgen.runtime._graph import _Entry, _RngLeaf
+
+
+def _stream_salt(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+_policy = threading.local()
+
+
+@contextlib.contextmanager
+def _missing_streams(base: jax.Array | None, strict: bool, cls_name: str = ""):
+    """How a stream that nobody passed is handled inside this block.
+
+    ``strict`` (training at apply): raise, naming the stream (except for
+    ``params``, drawn at apply only to initialise something lazily, e.g. by
+    ``nnx.bridge.ToNNX``, which draws every stream it keeps); otherwise derive
+    its key as ``fold_in(base, crc32(name))`` (at init ``base`` is the params
+    key; at apply in eval mode it is ``key(0)``: deterministic, never used for
+    dropout, which only draws in training).
+    """
+    previous = getattr(_policy, "state", None)
+    _policy.state = (base, strict, cls_name)
+    try:
+        yield
+    finally:
+        _policy.state = previous
+
+
+def _missing_stream_error(name: str, cls_name: str = "") -> NnxgenError:
+    who = f"{cls_name}: " if cls_name else ""
+    return NnxgenError(
+        f"{who}the NNX module draws from the rng stream {name!r} in training, but no "
+        f"{name!r} rng was passed: call apply(..., rngs={{{name!r}: key}})."
+    )
+
+
+def _derived_key(name: str) -> jax.Array | None:
+    state = getattr(_policy, "state", None)
+    if state is None:
+        return None
+    base, strict, cls_name = state
+    if strict and name != "params":
+        raise _missing_stream_error(name, cls_name)
+    if base is None:
+        base = jax.random.key(0)
+    return jax.random.fold_in(base, _stream_salt(name))
+
+
+class _Rngs(nnx.Rngs):
+    """``nnx.Rngs`` that follows :func:`_missing_streams` for streams it lacks.
+
+    A derived stream is tagged with the requested name, so at apply time it is
+    refilled from Linen's stream of that name when the caller passes one.
+    ``fork()`` / ``split()`` return this class too, so a module that keeps a
+    fork (``self.rngs = rngs.fork()``, as ``nnx.Dropout`` and ``ToNNX`` do) and
+    draws any stream name at call time is served the same way.
+
+    Only public protocol is overridden: ``rngs.name`` (``__getattr__`` runs
+    when no stream of that name exists) and ``rngs["name"]``.
+    """
+
+    def _ensure(self, name: str) -> None:
+        if name != "default" and not name.startswith("__") and name not in vars(self):
+            key = _derived_key(name)
+            if key is not None:
+                setattr(self, name, nnx.RngStream(key, tag=name))
+
+    def __getattr__(self, name: str) -> Any:
+        self._ensure(name)
+        return super().__getattr__(name)
+
+    def __getitem__(self, name: str) -> Any:
+        self._ensure(name)
+        return super().__getitem__(name)
+
+    def fork(self, *args: Any, **kwargs: Any) -> _Rngs:
+        return _Rngs(**dict(super().fork(*args, **kwargs).items()))
+
+    def split(self, *args: Any, **kwargs: Any) -> _Rngs:
+        return _Rngs(**dict(super().split(*args, **kwargs).items()))
+
+
+class _MissingRngStream(nnx.RngStream):
+    """Stands in for a stream whose Linen rng was not passed in training."""
+
+    def __call__(self):
+        state = getattr(_policy, "state", None)
+        raise _missing_stream_error(self.tag, state[2] if state else "")
+
+
+@functools.cache
+def _rngs_optional(cls: type, method: str) -> bool:
+    param = inspect.signature(getattr(cls, method)).parameters.get("rngs")
+    return param is not None and param.default is not inspect.Parameter.empty
+
+
+def _method_rngs(linen: nn.Module, module: Any, method: str) -> Any:
+    """The ``rngs`` to pass to an NNX method that takes one, or None to pass nothing.
+
+    An optional ``rngs`` is left out when the module keeps its own streams
+    (``self.rngs``, the flax convention: Dropout, MultiHeadAttention, RNN...),
+    so the method draws from them, seeded as documented; otherwise (e.g.
+    ``LSTMCell.initialize_carry`` with ``keep_rngs=False``) the Linen streams
+    are passed.
+    """
+    if _rngs_optional(type(module), method) and isinstance(
+        getattr(module, "rngs", None), (nnx.Rngs, nnx.RngStream)
+    ):
+        return None
+    return _Rngs(**_linen_rngs(linen))
+
+
+def _linen_rngs(module: nn.Module) -> dict[str, jax.Array]:
+    scope = module.scope
+    assert scope is not None
+    return {name: module.make_rng(name) for name in sorted(scope.rngs)}
+
+
+def _linen_stream(linen: nn.Module, tag: str) -> tuple[jax.Array, Any]:
+    """(key, count) for an NNX stream whose first draw is ``linen.make_rng(tag)``.
+
+    ``make_rng`` is ``fold_in(base_key, h)`` with ``h`` a hash of the scope path
+    and call counter computed in Python; NNX's ``RngStream`` draws
+    ``fold_in(key, count)``. Handing NNX ``(base_key, h)`` makes its first draw
+    exactly ``make_rng(tag)`` (later draws use ``h + 1``, ...) without hashing
+    twice, so the compiled program does what pure NNX does. Where that flax
+    detail is unavailable (see ``_compat.linen_fold``) the stream starts at
+    ``make_rng(tag)`` itself (its draws are then other, equally valid keys).
+    """
+    folded = _compat.linen_fold(linen, tag)
+    if folded is None:
+        return linen.make_rng(tag), _zero_count(())
+    key, data = folded
+    return _typed_key(key), _const_count(data)
+
+
+def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
+    """Give every ``nnx.Rngs`` the module keeps the Linen streams it lacks.
+
+    Modules that keep their ``Rngs`` (DropPath's ``self.rngs.dropout()``, a
+    VAE's ``self.rngs.noise()``) draw stream names at call time that the
+    constructor never asked for; pure NNX would fall back to ``default``.
+    Here each such stream is Linen's stream of that name (first draw
+    ``make_rng(name)``; split per layer for stacked ``Rngs``), added before the
+    method runs so that draws inside ``nnx.scan`` / ``nnx.vmap`` work too.
+    Streams the caller did not pass are left out: drawing one in training
+    raises, naming it.
+    """
+    tags = sorted(linen.scope.rngs)  # type: ignore[union-attr]
+    if not tags:
+        return
+    for node in entry.rngs_nodes:
+        for tag in tags:
+            if tag in node.streams:
+                continue
+            if node.shape:
+                key = jax.random.split(_typed_key(linen.make_rng(tag)), node.shape)
+                count = _zero_count(node.shape)
+            else:
+                key, count = _linen_stream(linen, tag)
+            stream = nnx.RngStream(_typed_key(key), tag=tag)
+            stream.count[...] = count
+            setattr(_node_at(module, node.path), tag, stream)
+
+
+def _typed_key(key: jax.Array) -> jax.Array:
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def _put_rng_state(
+    state: dict[Any, Any], entry: _Entry, linen: nn.Module, strict: bool
+) -> list[_RngLeaf]:
+    """Fill rng keys from Linen streams (``make_rng(tag)``, in state order).
+
+    A stream Linen does not have gets a fixed derived key, or, when ``strict``
+    (training), is returned so that it raises if drawn from.
+    """
+    scope = linen.scope
+    assert scope is not None
+    missing = []
+    for rng in entry.rng_leaves:
+        count = _zero_count(rng.shape)
+        if rng.tag in scope.rngs:
+            if rng.shape:
+                key = jax.random.split(linen.make_rng(rng.tag), rng.shape)
+            else:
+                key, count = _linen_stream(linen, rng.tag)
+        else:
+            key = _fixed_key(rng.tag, rng.shape)
+            if strict and rng.tag != "params":
+                missing.append(rng)
+        node = state
+        for k in rng.path:
+            node = node.setdefault(k, {})
+        node["key"] = key
+        node["count"] = count
+    return missing
+
+
+@functools.cache
+def _const_count(value: int) -> jax.Array:
+    with _made_once():
+        return jnp.asarray(value, jnp.uint32)
+
+
+def _made_once():
+    """Context for the few constants the runtime makes once and caches.
+
+    They are concrete even when first needed inside a trace, and their one
+    host-to-device transfer is allowed even under a caller's
+    ``jax.transfer_guard("disallow")`` (Kauldron's evaluators set one).
+    """
+    stack = contextlib.ExitStack()
+    stack.enter_context(jax.transfer_guard("allow"))
+    stack.enter_context(jax.ensure_compile_time_eval())
+    return stack
+
+
+@functools.cache
+def _fixed_key(tag: str, shape: tuple[int, ...]) -> jax.Array:
+    """The key of a stream nobody passed, outside training (a constant, made once)."""
+    with _made_once():
+        key = jax.random.fold_in(jax.random.key(0), _stream_salt(tag))
+        return jax.random.split(key, shape) if shape else key
+
+
+@functools.cache
+def _zero_count(shape: tuple[int, ...]) -> jax.Array:
+    with _made_once():
+        return jnp.zeros(shape, jnp.uint32)
