@@ -49,7 +49,6 @@ def install_init(owner: type) -> None:
     """Give the generated class ``owner`` an ``init`` that marks its output discarded."""
     if "init" in vars(owner):
         return
-    base_init = super(owner, owner).init  # type: ignore[misc]
 
     @nn.nowrap
     def init(
@@ -57,12 +56,13 @@ def install_init(owner: type) -> None:
     ) -> Any:
         name = _own_method(owner, type(self), method)
         token = _DISCARDING.set((type(self), name) if name else None)
-        try:
-            return base_init(self, rngs, *args, method=method, **kwargs)
+        try:  # looked up per call: Kauldron patches Module.init when imported
+            return super(owner, self).init(rngs, *args, method=method, **kwargs)
         finally:
             _DISCARDING.reset(token)
 
     init.__doc__ = nn.Module.init.__doc__
+    init.__nnxgen_init__ = True  # type: ignore[attr-defined]
     init.__qualname__ = f"{owner.__qualname__}.init"
     owner.init = init  # type: ignore[attr-defined]
 
