@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flax import linen as nn
@@ -51,7 +51,7 @@ _metadata_fn_stack: list[Callable[[Any], Any]] = []
 
 
 @contextlib.contextmanager
-def metadata_fn(fn: Callable[[Any], Any]):
+def metadata_fn(fn: Callable[[Any], Any]) -> Iterator[Callable[[Any], Any]]:
     """Box variables with ``fn(variable)`` instead of :func:`default_metadata_fn`.
 
     (For projects that box differently, e.g. into ``nn.LogicallyPartitioned``
@@ -66,7 +66,9 @@ def metadata_fn(fn: Callable[[Any], Any]):
 
 
 def _boxer(linen: nn.Module) -> Callable[[Any], Any]:
-    fn = getattr(type(linen), "__nnxgen_metadata_fn__", None)
+    fn: Callable[[Any], Any] | None = getattr(
+        type(linen), "__nnxgen_metadata_fn__", None
+    )
     if fn is not None:
         return fn
     return _metadata_fn_stack[-1] if _metadata_fn_stack else default_metadata_fn

@@ -74,7 +74,7 @@ def call(
             f"from inside another Linen module."
         )
     mode = _resolve_mode(train)
-    spec: WrapperSpec = type(linen).__nnxgen__
+    spec: WrapperSpec = getattr(type(linen), "__nnxgen__")  # noqa: B009
     wants_rngs = method in spec.rngs_methods and "rngs" not in kwargs
     if linen.is_initializing() or (
         not linen.variables and linen.is_mutable_collection("params")

@@ -59,7 +59,7 @@ def _static_hash(data: tuple[Any, ...]) -> int:
 
 
 def _raw_fold(linen: nn.Module, tag: str) -> tuple[jax.Array, int] | None:
-    scope = linen.scope
+    scope: Any = linen.scope
     lazy = scope.rngs.get(tag) if scope is not None else None
     if (
         lazy is None
@@ -236,7 +236,7 @@ def _check_interceptor_stack() -> bool:
 
 
 def _check_kauldron() -> bool:
-    import kauldron.utils.train_property as tp
+    import kauldron.utils.train_property as tp  # type: ignore[import-untyped]
 
     stack = tp._context.is_training_stack
     with tp.set_train_property(True):

@@ -14,7 +14,7 @@ import collections
 import dataclasses
 import threading
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -99,7 +99,7 @@ def _key_of(value: Any) -> Hashable:
         hash(value)
     except TypeError:
         raise _Unhashable from None
-    return value
+    return cast(Hashable, value)
 
 
 def _analyse(module: Any) -> _Entry:
@@ -120,7 +120,7 @@ def _analyse(module: Any) -> _Entry:
             continue
         if isinstance(var, nnx.RngCount):
             continue
-        col = _collection_of(type(var))
+        col = _collection_of(var.__class__)
         value = var.get_value() if isinstance(var, nnx.Variable) else var
         leaves.append(
             _Leaf(
@@ -134,7 +134,8 @@ def _analyse(module: Any) -> _Entry:
     rngs_nodes = []
     for path, node in nnx.iter_graph(module):
         if isinstance(node, nnx.Rngs):
-            streams = dict(node.items())
+            rngs: Any = node
+            streams = dict(rngs.items())
             shape = next(
                 (tuple(st.key.get_value().shape) for st in streams.values()), ()
             )
@@ -171,7 +172,7 @@ def _entry_for(wrapper: nn.Module) -> _Entry:
 
 
 def _abstract_entry(
-    wrapper: nn.Module, extras: Sequence[tuple[str, tuple, Any]] = ()
+    wrapper: nn.Module, extras: Sequence[tuple[str, tuple[Any, ...], Any]] = ()
 ) -> _Entry:
     """The layout of ``wrapper``'s NNX module, traced (no initializer runs).
 
@@ -183,7 +184,7 @@ def _abstract_entry(
     """
     box: dict[str, _Entry] = {}
 
-    def build() -> tuple:
+    def build() -> tuple[Any, ...]:
         module = _construct(wrapper, {"params": jax.random.key(0)})
         for col, path, value in extras:
             _attach(module, col, path, value, type(wrapper).__name__)
@@ -194,7 +195,9 @@ def _abstract_entry(
     return box["entry"]
 
 
-def _attach(module: Any, col: str, path: tuple, value: Any, cls_name: str) -> None:
+def _attach(
+    module: Any, col: str, path: tuple[Any, ...], value: Any, cls_name: str
+) -> None:
     """Add a variable that a method created after construction (an ``init_cache``
     cache, a lazily created parameter) to a freshly built module.
 
@@ -239,7 +242,7 @@ def _attach(module: Any, col: str, path: tuple, value: Any, cls_name: str) -> No
 
 
 def _extended_entry(
-    linen: nn.Module, entry: _Entry, extras: Sequence[tuple[str, tuple, Any]]
+    linen: nn.Module, entry: _Entry, extras: Sequence[tuple[str, tuple[Any, ...], Any]]
 ) -> _Entry:
     """``entry`` plus the variables in ``extras`` (cached per their layout)."""
     sig = tuple(

@@ -26,7 +26,7 @@ import collections
 import contextvars
 import sys
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -57,7 +57,9 @@ def install_init(owner: type) -> None:
         name = _own_method(owner, type(self), method)
         token = _DISCARDING.set((type(self), name) if name else None)
         try:  # looked up per call: Kauldron patches Module.init when imported
-            return super(owner, self).init(rngs, *args, method=method, **kwargs)
+            return super(cast(Any, owner), self).init(
+                rngs, *args, method=method, **kwargs
+            )
         finally:
             _DISCARDING.reset(token)
 
@@ -103,7 +105,11 @@ def _arg_key(value: Any) -> Hashable:
 
 
 def _forward_key(
-    linen: nn.Module, method: str, mode: bool | None, args: tuple, kwargs: dict
+    linen: nn.Module,
+    method: str,
+    mode: bool | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> Hashable | None:
     try:
         return (

@@ -17,6 +17,7 @@ import functools
 import inspect
 import threading
 import zlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -40,7 +41,9 @@ _policy = threading.local()
 
 
 @contextlib.contextmanager
-def _missing_streams(base: jax.Array | None, strict: bool, cls_name: str = ""):
+def _missing_streams(
+    base: jax.Array | None, strict: bool, cls_name: str = ""
+) -> Iterator[None]:
     """How a stream that nobody passed is handled inside this block.
 
     ``strict`` (training at apply): raise, naming the stream (except for
@@ -115,7 +118,7 @@ class _Rngs(nnx.Rngs):
 class _MissingRngStream(nnx.RngStream):
     """Stands in for a stream whose Linen rng was not passed in training."""
 
-    def __call__(self):
+    def __call__(self) -> jax.Array:
         state = getattr(_policy, "state", None)
         raise _missing_stream_error(self.tag, state[2] if state else "")
 
@@ -135,7 +138,7 @@ def _method_rngs(linen: nn.Module, module: Any, method: str) -> Any:
     ``LSTMCell.initialize_carry`` with ``keep_rngs=False``) the Linen streams
     are passed.
     """
-    if _rngs_optional(type(module), method) and isinstance(
+    if _rngs_optional(module.__class__, method) and isinstance(
         getattr(module, "rngs", None), (nnx.Rngs, nnx.RngStream)
     ):
         return None
@@ -237,7 +240,7 @@ def _const_count(value: int) -> jax.Array:
         return jnp.asarray(value, jnp.uint32)
 
 
-def _made_once():
+def _made_once() -> contextlib.ExitStack:
     """Context for the few constants the runtime makes once and caches.
 
     They are concrete even when first needed inside a trace, and their one

@@ -101,7 +101,7 @@ def _gather_state(
 
 def _unexpected(
     cls_name: str, entry: _Entry, variables: Mapping[str, Any]
-) -> list[tuple[str, tuple, Any]]:
+) -> list[tuple[str, tuple[Any, ...], Any]]:
     """Variables that the cached layout lacks, as ``(collection, path, value)``.
 
     Empty when the variables have the layout of ``entry`` (the usual apply:
@@ -109,7 +109,7 @@ def _unexpected(
     registered under raises here; whether the rest can belong to the module
     (state a method created after construction) is decided by :func:`_attach`.
     """
-    extras: list[tuple[str, tuple, Any]] = []
+    extras: list[tuple[str, tuple[Any, ...], Any]] = []
     for col, tree in variables.items():
         expected = entry.counts.get(col)
         if expected is None:
@@ -136,7 +136,9 @@ def _unexpected(
     return extras
 
 
-def _flat_items(tree: Any, prefix: tuple = ()) -> Iterable[tuple[tuple, Any]]:
+def _flat_items(
+    tree: Any, prefix: tuple[Any, ...] = ()
+) -> Iterable[tuple[tuple[Any, ...], Any]]:
     if isinstance(tree, Mapping):
         for k, v in tree.items():
             yield from _flat_items(v, (*prefix, k))
@@ -155,10 +157,10 @@ def _node_at(module: Any, path: Sequence[Any]) -> Any:
     return node
 
 
-def _flat_state(module: Any) -> list[tuple[str, tuple, Any]]:
+def _flat_state(module: Any) -> list[tuple[str, tuple[Any, ...], Any]]:
     """``(collection, path, variable)`` for the NNX module's non-rng state."""
     return [
-        (_collection_of(type(var)), tuple(path), var)
+        (_collection_of(var.__class__), tuple(path), var)
         for path, var in nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.RngState)))
     ]
 
@@ -168,8 +170,8 @@ def _write_back(linen: nn.Module, module: Any) -> None:
     _put(linen, _flat_state(module))
 
 
-def _put(linen: nn.Module, flat: Iterable[tuple[str, tuple, Any]]) -> None:
-    grouped: dict[str, dict[tuple, Any]] = {}
+def _put(linen: nn.Module, flat: Iterable[tuple[str, tuple[Any, ...], Any]]) -> None:
+    grouped: dict[str, dict[tuple[Any, ...], Any]] = {}
     box = _boxer(linen)
     mutable: dict[str, bool] = {}
     for col, path, var in flat:
