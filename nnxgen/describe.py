@@ -99,6 +99,7 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
     resolved = targets.resolve(target)
     out = []
     for t in resolved:
+        inspector.register_path(t.cls, t.module, t.path)
         spec, imports = inspector.inspect_class(
             t.cls, target=t.text, wrapper_name=t.wrapper_name
         )

@@ -15,6 +15,13 @@ from collections.abc import Callable
 #: resolver(parts, node) -> replacement node (or the same node)
 Resolver = Callable[[list[str], ast.expr], ast.expr]
 
+#: subscript(parts, node, visit) -> what to print for ``parts[...]`` (``visit``
+#: rewrites a sub-expression as an annotation), or None for the usual handling.
+#: Its "data" kind keeps every element but the first as data (jaxtyping's
+#: ``Float[Array, "batch dim"]``: the dimension string is no forward reference).
+Subscript = Callable[[list[str], ast.Subscript, Callable[[ast.expr], ast.expr]], object]
+DATA_AFTER_FIRST = "data-after-first"
+
 
 class ExprError(ValueError):
     pass
@@ -39,10 +46,17 @@ def _chain(node: ast.expr) -> list[str] | None:
 
 
 class _Rewriter(ast.NodeTransformer):
-    def __init__(self, resolver: Resolver, unquote: bool, source: str):
+    def __init__(
+        self,
+        resolver: Resolver,
+        unquote: bool,
+        source: str,
+        subscript: Subscript | None = None,
+    ):
         self.resolver = resolver
         self.unquote = unquote
         self.source = source
+        self.subscript = subscript
         self.bound: list[set[str]] = [set()]
 
     def _is_bound(self, name: str) -> bool:
@@ -112,8 +126,25 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Subscript(self, node: ast.Subscript):
         # Literal["a"] keeps its strings; other subscripts may hold forward refs.
         parts = _chain(node.value)
+        special = None
+        if parts and self.subscript is not None and not self._is_bound(parts[0]):
+            special = self.subscript(parts, node, self.visit)
+        if isinstance(special, ast.expr):
+            return special
         node.value = self.visit(node.value)
-        if parts and parts[-1] == "Literal":
+        if special == DATA_AFTER_FIRST:
+            elts = (
+                node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            )
+            first, *meta = elts
+            saved, self.unquote = self.unquote, False
+            meta = [self.visit(m) for m in meta]
+            self.unquote = saved
+            if isinstance(node.slice, ast.Tuple):
+                node.slice.elts = [self.visit(first), *meta]
+            else:
+                node.slice = self.visit(first)
+        elif parts and parts[-1] == "Literal":
             saved, self.unquote = self.unquote, False
             node.slice = self.visit(node.slice)
             self.unquote = saved
@@ -194,8 +225,9 @@ def _normalize_number(segment: str) -> str:
 
 
 def _segment(source: str, node: ast.AST) -> str | None:
+    # (Python 3.12+ returns "" where 3.11 raised: a node parsed from other text.)
     try:
-        return ast.get_source_segment(source, node)
+        return ast.get_source_segment(source, node) or None
     except IndexError:
         return None
 
@@ -238,11 +270,17 @@ class _Unparser(ast._Unparser):  # type: ignore[name-defined,misc]
         super().visit_Constant(node)
 
 
-def rewrite(text: str, resolver: Resolver, *, annotation: bool = False) -> str:
+def rewrite(
+    text: str,
+    resolver: Resolver,
+    *,
+    annotation: bool = False,
+    subscript: Subscript | None = None,
+) -> str:
     """Print ``text`` ruff-style with every free name passed through ``resolver``."""
     source = text.strip()
     node = parse(source)
-    node = _Rewriter(resolver, annotation, source).visit(node)
+    node = _Rewriter(resolver, annotation, source, subscript).visit(node)
     return _Unparser(source).visit(node)
 
 

@@ -48,6 +48,8 @@ def build_spec(
                 f"{t.text.split('=')[0]}=OtherName"
             )
         names[t.wrapper_name] = t.text
+    for t in resolved:
+        inspector.register_path(t.cls, t.module, t.path)
     wrapped = {t.cls: t.wrapper_name for t in resolved}
     fields = set().union(*(inspector.constructor_names(t.cls) for t in resolved))
     names = inspector.Names(wrapped, fields - {"rngs"})
@@ -71,6 +73,7 @@ def build_spec(
         imports=tuple(sorted(imports, key=Import.sort_key)),
         nnxgen_version=__version__,
         runtime_version=runtime_version(),
+        aliases=names.aliases.as_tuple(),
     )
 
 

@@ -25,6 +25,84 @@ RUNTIME = Import("nnxgen.runtime", None, "_rt")
 DATACLASSES = Import("dataclasses")
 ANY = Import("typing", "Any")
 
+#: Where a class that its own ``__qualname__`` does not reach (one made in a
+#: factory function, ``Dyn = make(3)``) is bound: set from the target naming it.
+_PATHS: dict[type, tuple[str, tuple[str, ...]]] = {}
+
+
+def register_path(cls: type, module: str, path: str) -> None:
+    """Record that ``module``'s attribute ``path`` is ``cls`` (from a target)."""
+    if path and class_ref(cls, strict=False) is None:
+        _PATHS[cls] = (module, tuple(path.split(".")))
+
+
+def class_ref(cls: type, *, strict: bool = True) -> tuple[str, tuple[str, ...]] | None:
+    """(module, attribute path) that imports ``cls``: its qualified name, or the
+    module-level name a factory-made class is bound to."""
+    import sys
+
+    qual = tuple(cls.__qualname__.split("."))
+    mod = sys.modules.get(cls.__module__)
+    if "<locals>" not in qual and mod is not None:
+        obj: Any = mod
+        for part in qual:
+            obj = getattr(obj, part, None)
+        if obj is cls:
+            return cls.__module__, qual
+    if cls in _PATHS:
+        return _PATHS[cls]
+    if mod is not None:
+        for name, obj in vars(mod).items():
+            if obj is cls and not name.startswith("_"):
+                return cls.__module__, (name,)
+    if not strict:
+        return None
+    raise InspectError(
+        f"{cls.__module__}.{cls.__qualname__} is not reachable by an import; "
+        "bind it to a module-level name and name that in the target"
+    )
+
+
+def class_import(cls: type) -> tuple[Import, str]:
+    """The import of ``cls`` under its ``_Nnx`` alias, and the expression naming it."""
+    module, path = class_ref(cls)  # type: ignore[misc]
+    alias = nnx_alias(path[0])
+    return Import(module, path[0], alias), ".".join([alias, *path[1:]])
+
+
+class Aliases:
+    """Names the generated file binds for its own use (``nn``, ``Any``,
+    ``dataclasses``): private aliases where a class body binds the plain name
+    (a field called ``nn``, as PyG-style graph layers have)."""
+
+    def __init__(self, body_names: set[str] = frozenset()):  # type: ignore[assignment]
+        def pick(name: str) -> str:
+            alias = name
+            while alias in body_names:
+                alias = "_" + alias
+            return alias
+
+        self.nn = pick("nn")
+        self.Any = pick("Any")
+        self.dataclasses = pick("dataclasses")
+
+    @property
+    def linen(self) -> Import:
+        return Import("flax.linen", None, self.nn)
+
+    @property
+    def any(self) -> Import:
+        return Import("typing", "Any", None if self.Any == "Any" else self.Any)
+
+    @property
+    def dataclasses_import(self) -> Import:
+        d = self.dataclasses
+        return Import("dataclasses", None, None if d == "dataclasses" else d)
+
+    def as_tuple(self) -> tuple[tuple[str, str], ...]:
+        pairs = (("nn", self.nn), ("Any", self.Any), ("dataclasses", self.dataclasses))
+        return tuple((a, b) for a, b in pairs if a != b)
+
 
 class InspectError(ValueError):
     """The class cannot be wrapped; the message names the thing and the fix."""
@@ -42,8 +120,9 @@ def _linen_reserved() -> frozenset[str]:
     return frozenset(dir(nn.Module)) | {"name", "parent", "scope", "variables"}
 
 
-#: Names the generated class body itself uses; a field named like them is renamed.
-GENERATED_NAMES = frozenset({"nn", "_rt", "dataclasses", "Any", "TYPE_CHECKING"})
+#: Names the generated class body itself uses and cannot alias; a field named
+#: like them is renamed. (``nn``, ``Any`` and ``dataclasses`` are aliased instead.)
+GENERATED_NAMES = frozenset({"_rt"})
 
 
 def constructor_names(cls: type) -> set[str]:
@@ -71,19 +150,18 @@ class Names:
 
         import flax.linen
 
+        self.aliases = Aliases(set(fields))
+        a = self.aliases
         self.bound: dict[str, tuple[object, frozenset[Import]]] = {}
         for cls, name in wrappers.items():
             self.bound[name] = (("wrapper", cls), frozenset())
-            top = cls.__qualname__.split(".")[0]
-            if top == cls.__qualname__:
-                self.bound[nnx_alias(top)] = (
-                    cls,
-                    frozenset({Import(cls.__module__, top, nnx_alias(top))}),
-                )
-        self.bound["nn"] = (flax.linen, frozenset({LINEN}))
+            imp, ref = class_import(cls)
+            if "." not in ref:
+                self.bound[ref] = (cls, frozenset({imp}))
+        self.bound[a.nn] = (flax.linen, frozenset({a.linen}))
         self.bound["_rt"] = (("runtime",), frozenset({RUNTIME}))
-        self.bound["dataclasses"] = (dataclasses, frozenset({DATACLASSES}))
-        self.bound["Any"] = (typing.Any, frozenset({ANY}))
+        self.bound[a.dataclasses] = (dataclasses, frozenset({a.dataclasses_import}))
+        self.bound[a.Any] = (typing.Any, frozenset({a.any}))
         self.bound["TYPE_CHECKING"] = (typing.TYPE_CHECKING, frozenset())
         # Constructor parameters become class-body names: an import of the same
         # name would be shadowed for the rest of the class body, so it is aliased.
@@ -213,22 +291,23 @@ def _pick_imports(stmts: list[Import], parts: list[str]) -> list[Import]:
     return [stmts[-1]]
 
 
-def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
+def _make_resolver(
+    ctx: _Context, *, annotation: bool, what: str, keep_nnx: bool = False
+):
     def resolve(parts: list[str], node: ast.expr) -> ast.expr:
         name = parts[0]
         found, obj = _lookup(ctx, parts)
         nnx = _nnx()
         if (
             annotation
+            and not keep_nnx
             and isinstance(obj, type)
             and issubclass(obj, nnx.Module)
-            and obj is not nnx.Module
-            or (annotation and obj is nnx.Module)
         ):
             if obj in ctx.wrapped:
                 return ast.Name(ctx.wrapped[obj])
-            ctx.imports.add(LINEN)
-            return ast.Attribute(ast.Name("nn"), "Module")
+            ctx.imports.add(ctx.names.aliases.linen)
+            return ast.Attribute(ast.Name(ctx.names.aliases.nn), "Module")
 
         def bind(imports: list[Import]) -> ast.expr:
             root = _lookup(ctx, [name])[1]
@@ -268,11 +347,37 @@ def _make_resolver(ctx: _Context, *, annotation: bool, what: str):
     return resolve
 
 
-def _rewrite(ctx: _Context, text: str, *, annotation: bool, what: str) -> str:
+def _make_subscript(ctx: _Context, *, keep_nnx: bool):
+    """Annotation subscripts that are not ``Generic[...]`` of what they name."""
+
+    def subscript(parts: list[str], node: ast.Subscript, visit):
+        _, obj = _lookup(ctx, parts)
+        if getattr(obj, "__module__", None) == "jaxtyping" or (
+            type(obj).__module__ or ""
+        ).startswith("jaxtyping"):
+            return exprs.DATA_AFTER_FIRST  # Float[Array, "batch dim"]
+        nnx = _nnx()
+        if keep_nnx or not (isinstance(obj, type) and issubclass(obj, nnx.Module)):
+            return None
+        # An NNX container module (nnx.List[Sub]) holds wrappers on the Linen
+        # side: a list / dict of them. Other NNX generics: the module type alone
+        # (``nn.Module`` takes no type arguments).
+        for container, builtin in ((nnx.List, "list"), (nnx.Dict, "dict")):
+            if issubclass(obj, container):
+                return ast.Subscript(ast.Name(builtin), visit(node.slice))
+        return visit(node.value)
+
+    return subscript
+
+
+def _rewrite(
+    ctx: _Context, text: str, *, annotation: bool, what: str, keep_nnx: bool = False
+) -> str:
     return exprs.rewrite(
         text,
-        _make_resolver(ctx, annotation=annotation, what=what),
+        _make_resolver(ctx, annotation=annotation, what=what, keep_nnx=keep_nnx),
         annotation=annotation,
+        subscript=_make_subscript(ctx, keep_nnx=keep_nnx) if annotation else None,
     )
 
 
@@ -283,7 +388,13 @@ def _same(a: Any, b: Any) -> bool:
         return False
     try:
         r = a == b
-        return bool(r) if isinstance(r, bool) or type(r).__name__ == "bool_" else False
+        if isinstance(r, bool):
+            return r
+        # numpy's bool (``np.bool_``, named ``bool`` in numpy 2) or a 0-d boolean
+        # array: ``np.log(np.exp(1) - 1)`` re-evaluated equals the signature's value.
+        if getattr(r, "shape", None) == () and str(getattr(r, "dtype", "")) == "bool":
+            return bool(r)
+        return False
     except Exception:  # noqa: BLE001 - user code may raise anything here
         return False
 
@@ -299,8 +410,8 @@ def _evaluate(text: str, imports: set[Import]) -> Any:
 
 def _annotation_from_object(ctx: _Context, ann: Any, what: str) -> str:
     if ann is inspect.Parameter.empty:
-        ctx.imports.add(ANY)
-        return "Any"
+        ctx.imports.add(ctx.names.aliases.any)
+        return ctx.names.aliases.Any
     if isinstance(ann, str):
         return _rewrite(ctx, ann, annotation=True, what=what)
     if ann is None:
@@ -312,13 +423,27 @@ def _annotation_from_object(ctx: _Context, ann: Any, what: str) -> str:
         if issubclass(ann, nnx.Module):
             if ann in ctx.wrapped:
                 return ctx.wrapped[ann]
-            ctx.imports.add(LINEN)
-            return "nn.Module"
+            ctx.imports.add(ctx.names.aliases.linen)
+            return f"{ctx.names.aliases.nn}.Module"
         top = ann.__qualname__.split(".")[0]
         ctx.imports.add(Import(ann.__module__, top))
         return ann.__qualname__
-    ctx.imports.add(ANY)
-    return "Any"
+    ctx.imports.add(ctx.names.aliases.any)
+    return ctx.names.aliases.Any
+
+
+def _class_annotation(
+    ctx: _Context, p: inspect.Parameter, text: source.SourceParam | None, what: str
+) -> str:
+    if text is None or text.annotation is None:
+        ctx.imports.add(ctx.names.aliases.any)
+        return f"type[{ctx.names.aliases.Any}]"
+    ann = _rewrite(ctx, text.annotation, annotation=True, what=what, keep_nnx=True)
+    node = exprs.parse(ann)
+    chain = exprs._chain(node.value) if isinstance(node, ast.Subscript) else None
+    if chain and chain[-1] in ("type", "Type", "Callable"):
+        return ann
+    return f"type[{ann}]"
 
 
 def _param(
@@ -337,6 +462,11 @@ def _param(
     comment = None
     if p.default is not inspect.Parameter.empty:
         default, comment = _default(ctx, cls, method, p, text, what)
+        nnx = _nnx()
+        if isinstance(p.default, type) and issubclass(p.default, nnx.Module):
+            # The default is an NNX *class* (a layer factory), not a module the
+            # Linen side passes a wrapper for: keep the NNX types, as a class.
+            annotation = _class_annotation(ctx, p, text, what)
         if p.default is None and not exprs.admits_none(annotation):
             # `x: int = None`, an implicit Optional (no longer allowed by PEP
             # 484): written explicitly, so that type checkers accept the wrapper.
@@ -355,11 +485,8 @@ def _param(
 
 def _fallback_default(ctx: _Context, cls: type, method: str, name: str) -> str:
     ctx.imports.add(RUNTIME)
-    top = cls.__qualname__
-    ctx.imports.add(
-        Import(cls.__module__, top.split(".")[0], nnx_alias(top.split(".")[0]))
-    )
-    ref = ".".join([nnx_alias(top.split(".")[0]), *top.split(".")[1:]])
+    imp, ref = class_import(cls)
+    ctx.imports.add(imp)
     if method == "__init__":
         return f'_rt.nnx_default({ref}, "{name}")'
     return f'_rt.nnx_default({ref}, "{name}", method="{method}")'
@@ -426,6 +553,12 @@ def _context(
     cls: type, owner: type, wrapped: dict[type, str], imports: set[Import], names: Names
 ) -> _Context:
     module = source.module_of(owner)
+    if owner in _PATHS:
+        # made by a factory (or by type(), whose __module__ may be the
+        # metaclass's): names resolve where the target binds it.
+        import sys
+
+        module = sys.modules.get(_PATHS[owner][0], module)
     if module is None:
         raise InspectError(
             f"{owner.__qualname__}: its module {owner.__module__!r} is not imported"
@@ -450,21 +583,53 @@ def _base_classes() -> set[type]:
     return set(nnx.Module.__mro__)
 
 
+def _is_method(owner: type, name: str, raw: Any) -> bool:
+    """Whether a function found in a class body is a method of it.
+
+    A function stored as a class attribute (``act_layer: Callable = nnx.gelu``)
+    is data, not a method: it was defined elsewhere and takes no ``self``.
+    """
+    fn = inspect.unwrap(raw)
+    qual = getattr(fn, "__qualname__", "") or ""
+    if qual.rpartition(".")[0] == owner.__qualname__ and fn.__name__ != "<lambda>":
+        return True  # defined in this class body (possibly decorated)
+    if name in vars(owner).get("__annotations__", {}):
+        return False  # an annotated attribute that holds a function
+    try:
+        params = list(inspect.signature(raw).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return bool(params) and params[0].name == "self"
+
+
 def public_methods(cls: type) -> list[str]:
+    """Public methods (and ``__call__``, first) in source order: the class's own,
+    then those it inherits, each class's in the order its body defines them."""
     bases = _base_classes()
     names: list[str] = []
-    for name in sorted({n for k in cls.__mro__ if k not in bases for n in vars(k)}):
-        if name != "__call__" and name.startswith("_"):
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        if klass in bases:
             continue
-        owner = _owner(cls, name)
-        if owner is None or owner in bases:
-            continue
-        raw = vars(owner)[name]
-        if isinstance(raw, (staticmethod, classmethod, property, type)):
-            continue
-        if not inspect.isfunction(inspect.unwrap(raw)) and not inspect.isfunction(raw):
-            continue
-        names.append(name)
+        for name in vars(klass):
+            if name in seen:
+                continue
+            seen.add(name)
+            if name != "__call__" and name.startswith("_"):
+                continue
+            owner = _owner(cls, name)
+            if owner is None or owner in bases:
+                continue
+            raw = vars(owner)[name]
+            if isinstance(raw, (staticmethod, classmethod, property, type)):
+                continue
+            if not inspect.isfunction(inspect.unwrap(raw)) and not inspect.isfunction(
+                raw
+            ):
+                continue
+            if not _is_method(owner, name, raw):
+                continue
+            names.append(name)
     if "__call__" in names:
         names.remove("__call__")
         names.insert(0, "__call__")
@@ -516,6 +681,10 @@ def _is_kontext_key(obj: Any) -> bool:
         type(meta).__module__.startswith("kauldron.kontext")
         for meta in typing.get_args(obj)[1:]
     )
+
+
+#: Why a member that is not one of Linen's own names was renamed (the comment).
+_OWN_NAME = " (a name the generated file itself uses)"
 
 
 def _free_name(name: str, taken: set[str]) -> str:
@@ -593,16 +762,9 @@ def inspect_class(
     name = wrapper_name or cls.__name__
     wrapped = dict(wrapped or {})
     wrapped.setdefault(cls, name)
-    names = names or Names(wrapped)
-    imports: set[Import] = {
-        LINEN,
-        RUNTIME,
-        Import(
-            cls.__module__,
-            cls.__qualname__.split(".")[0],
-            nnx_alias(cls.__qualname__.split(".")[0]),
-        ),
-    }
+    names = names or Names(wrapped, constructor_names(cls) - {"rngs"})
+    cls_import, nnx_ref = class_import(cls)
+    imports: set[Import] = {names.aliases.linen, RUNTIME, cls_import}
     reserved = _linen_reserved() | GENERATED_NAMES
     # Names of the wrapper's members (fields, methods): a renamed member must not
     # collide with another one.
@@ -618,15 +780,6 @@ def inspect_class(
         ctx = _context(cls, init_owner, wrapped, imports, names)
         texts, _ = _source_params(ctx, init_owner, "__init__", sig)
         plist = list(sig.parameters.values())[1:]
-        if (
-            plist
-            and all(p.kind is p.VAR_KEYWORD for p in plist if p.name != "rngs")
-            and any(p.kind is p.VAR_KEYWORD for p in plist)
-        ):
-            raise InspectError(
-                f"{target}.__init__ takes only **{plist[-1].name}: a wrapper needs named "
-                "constructor parameters; give __init__ explicit parameters"
-            )
         members |= {p.name for p in plist if p.name != "rngs"} - reserved
         for p in plist:
             if p.name == "rngs":
@@ -647,7 +800,8 @@ def inspect_class(
             ):
                 field = _free_name(field, members | set(sig.parameters) | reserved)
                 members.add(field)
-                renamed.append((p.name, field))
+                why = "" if p.name in _linen_reserved() else _OWN_NAME
+                renamed.append((p.name, field + why))
             params.append(dataclasses.replace(spec, field=field))
 
     # Methods.
@@ -686,23 +840,35 @@ def inspect_class(
         if mname != "__call__" and mname in reserved:
             wname = _free_name(mname, members | reserved)
             members.add(wname)
-            renamed.append((mname, wname))
+            why = "" if mname in _linen_reserved() else _OWN_NAME
+            renamed.append((mname, wname + why))
         train = "train" if "train" in sig.parameters else None
+        doc = _doc(fn)
+        raw = (
+            bool(doc)
+            and ctx.src is not None
+            and ctx.src.doc_is_raw(owner.__qualname__, mname)
+        )
         methods.append(
-            MethodSpec(mname, wname, tuple(mparams), returns, _doc(fn), takes, train)
+            MethodSpec(
+                mname, wname, tuple(mparams), returns, doc, takes, train, doc_raw=raw
+            )
         )
 
     extra = _kontext_fields(cls, wrapped, imports, names)
+    doc = _doc(cls)
+    cls_src = source.load(source.module_of(cls)) if source.module_of(cls) else None
+    doc_raw = bool(doc) and cls_src is not None and cls_src.doc_is_raw(cls.__qualname__)
     spec = ClassSpec(
         name=name,
         target=target,
-        nnx_ref=nnx_alias(cls.__qualname__.split(".")[0])
-        + "".join("." + q for q in cls.__qualname__.split(".")[1:]),
-        doc=_doc(cls),
+        nnx_ref=nnx_ref,
+        doc=doc,
         params=tuple(params),
         takes_rngs=takes_rngs,
         methods=tuple(methods),
         extra_fields=tuple(extra),
         renamed=tuple(renamed),
+        doc_raw=doc_raw,
     )
     return spec, imports

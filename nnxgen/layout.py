@@ -93,15 +93,26 @@ def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
     return lines
 
 
-def docstring(text: str, indent: str) -> list[str]:
-    """A docstring literal as ruff formats it."""
-    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
-    body = "".join(
-        c
-        if c == "\n" or c.isprintable()
-        else c.encode("unicode_escape").decode("ascii")
-        for c in body
-    )
+def docstring(text: str, indent: str, *, raw: bool = False) -> list[str]:
+    """A docstring literal as ruff formats it (``raw``: an ``r\"\"\"`` literal,
+    as the source wrote it, so ``\\mathcal`` keeps one backslash)."""
+    if (
+        raw
+        and '"""' not in text
+        and not text.rstrip(" \t\n").endswith("\\")
+        and all(c == "\n" or c.isprintable() for c in text)
+    ):  # (a raw literal cannot escape a tab or a form feed, which ruff re-indents)
+        body = text
+        prefix = "r"
+    else:
+        prefix = ""
+        body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+        body = "".join(
+            c
+            if c == "\n" or c.isprintable()
+            else c.encode("unicode_escape").decode("ascii")
+            for c in body
+        )
     lines = [line.rstrip(" \t") for line in body.split("\n")]
     while lines and not lines[-1]:
         lines.pop()
@@ -121,8 +132,8 @@ def docstring(text: str, indent: str) -> list[str]:
         last = lines[0]
         if last.endswith('"') and (len(last) - len(last[:-1].rstrip("\\"))) % 2:
             last += " "  # an unescaped quote before the closing ones: as ruff does
-        return [f'{indent}"""{last}"""']
-    out = [f'{indent}"""{lines[0]}']
+        return [f'{indent}{prefix}"""{last}"""']
+    out = [f'{indent}{prefix}"""{lines[0]}']
     out.extend(f"{indent}{line}" if line else "" for line in lines[1:])
     out.append(f'{indent}"""')
     return out

@@ -124,4 +124,86 @@ def noqa_codes(text: str) -> list[str]:
                 codes.add("UP006")
     if c408:
         codes.add("C408")
+    codes |= _string_annotation_codes(tree, annotations)
     return sorted(codes)
+
+
+def _module_names(tree: ast.Module) -> set[str]:
+    """Names bound at module level (imports, classes, functions, assignments)."""
+    import builtins
+
+    names = set(dir(builtins))
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for a in node.names:
+                    names.add(a.asname or a.name.split(".")[0])
+            elif isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = (
+                    node.targets if isinstance(node, ast.Assign) else [node.target]
+                )
+                for t in targets:
+                    names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+
+    visit(tree.body)
+    return names
+
+
+def _string_annotation_codes(tree: ast.Module, annotations: list[ast.expr]) -> set[str]:
+    """Strings kept in annotations as data (jaxtyping's ``Float[Array, "batch"]``):
+    ruff reads every string in an annotation (but ``Literal[...]`` and
+    ``Annotated`` metadata) as a forward reference. One that parses is a quoted
+    annotation (UP037, the file has ``from __future__ import annotations``), and
+    its names that the module does not bind are undefined (F821); one that does
+    not parse ruff leaves alone."""
+    codes: set[str] = set()
+    bound: set[str] | None = None
+
+    def last_name(node: ast.expr) -> str | None:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute):
+            return node.attr
+        return None
+
+    def visit(node: ast.expr) -> None:
+        nonlocal bound
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                inner = ast.parse(node.value, mode="eval").body
+            except SyntaxError:
+                return
+            codes.add("UP037")
+            if bound is None:
+                bound = _module_names(tree)
+            if any(
+                isinstance(n, ast.Name) and n.id not in bound for n in ast.walk(inner)
+            ):
+                codes.add("F821")
+            return
+        if isinstance(node, ast.Subscript):
+            name = last_name(node.value)
+            visit(node.value)
+            if name == "Literal":
+                return
+            elts = (
+                node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            )
+            if name == "Annotated":
+                elts = elts[:1]
+            for e in elts:
+                visit(e)
+            return
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.expr):
+                visit(child)
+
+    for ann in annotations:
+        visit(ann)
+    return codes

@@ -125,12 +125,14 @@ def _method(cls: ClassSpec, m: MethodSpec) -> dict[str, Any]:
     params = Seq("(", list(_method_params(m)), ")")
     return {
         "def_lines": "\n".join(lay_out(INDENT, head, params, tail)),
-        "doc_lines": "\n".join(docstring(m.doc, INDENT * 2)) if m.doc else "",
+        "doc_lines": "\n".join(docstring(m.doc, INDENT * 2, raw=m.doc_raw))
+        if m.doc
+        else "",
         "body_lines": "\n".join(_call_body(cls, m)),
     }
 
 
-def _field_lines(cls: ClassSpec) -> list[str]:
+def _field_lines(cls: ClassSpec, dc: str = "dataclasses") -> list[str]:
     lines: list[str] = []
     seen_default = False
     # Names bound in the class body (a factory name must not be one of them).
@@ -145,11 +147,13 @@ def _field_lines(cls: ClassSpec) -> list[str]:
             ann, default, factory = f"tuple[{ann}, ...]", "()", False
         elif p.kind == "VAR_KEYWORD":
             ann, default, factory = f"dict[str, {ann}]", "{}", True
-        lines.extend(_field(p.field, ann, default, factory, seen_default, body_names))
+        lines.extend(
+            _field(p.field, ann, default, factory, seen_default, body_names, dc)
+        )
         seen_default = seen_default or default is not None
     for f in cls.extra_fields:
         lines.extend(
-            _field(f.name, f.annotation, f.default, False, seen_default, body_names)
+            _field(f.name, f.annotation, f.default, False, seen_default, body_names, dc)
         )
         seen_default = seen_default or f.default is not None
     return lines
@@ -172,18 +176,19 @@ def _field(
     factory: bool,
     kw_only: bool,
     body_names: set[str],
+    dc: str = "dataclasses",
 ) -> list[str]:
     head = f"{name}: {ann} = "
     if default is None:
         if not kw_only:
             return [f"{INDENT}{name}: {ann}"]
-        return lay_out(INDENT, head, Seq("dataclasses.field(", ["kw_only=True"], ")"))
+        return lay_out(INDENT, head, Seq(f"{dc}.field(", ["kw_only=True"], ")"))
     if factory:
         value = _EMPTY_FACTORIES.get(default)
         if value is None or value in body_names:
             value = f"lambda: {default}"
         items: list[str | Seq] = [f"default_factory={value}"]
-        return lay_out(INDENT, head, Seq("dataclasses.field(", items, ")"))
+        return lay_out(INDENT, head, Seq(f"{dc}.field(", items, ")"))
     return _assign(INDENT, head, default)
 
 
@@ -281,12 +286,14 @@ def _hoist_defaults(
     return tuple(out), constants
 
 
-def _class_context(cls: ClassSpec) -> dict[str, Any]:
+def _class_context(cls: ClassSpec, dc: str = "dataclasses") -> dict[str, Any]:
     return {
         "name": cls.name,
         "target": cls.target,
-        "doc_lines": "\n".join(docstring(cls.doc, INDENT)) if cls.doc else "",
-        "field_lines": "\n".join(_field_lines(cls)),
+        "doc_lines": "\n".join(docstring(cls.doc, INDENT, raw=cls.doc_raw))
+        if cls.doc
+        else "",
+        "field_lines": "\n".join(_field_lines(cls, dc)),
         "spec_lines": "\n".join(_spec_lines(cls)),
         "renamed": cls.renamed,
         "methods": [_method(cls, m) for m in cls.methods],
@@ -355,7 +362,20 @@ def _import_lines(imports: list[Import]) -> list[str]:
             stmts += [(_member_key(i.name or ""), i) for i in aliased]
             for _, item in sorted(stmts, key=lambda s: s[0]):
                 if isinstance(item, Import):
-                    block.append(item.statement())
+                    stmt = item.statement()
+                    if fits(stmt):
+                        block.append(stmt)
+                    else:  # as ruff wraps it: one aliased name in parentheses
+                        block += lay_out(
+                            "",
+                            f"from {module} import ",
+                            Seq(
+                                "(",
+                                [f"{item.name} as {item.asname}"],
+                                ")",
+                                explode=True,
+                            ),
+                        )
                     continue
                 flat = f"from {module} import {', '.join(item)}"
                 if fits(flat):
@@ -447,6 +467,15 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
             spec.runtime_version,
         )
     )
+    raw = [
+        (c.name, c.doc_raw, [m.name for m in c.methods if m.doc_raw])
+        for c in spec.classes
+        if c.doc_raw or any(m.doc_raw for m in c.methods)
+    ]
+    if raw:
+        data += repr(raw)
+    if spec.aliases:
+        data += repr(spec.aliases)
     data += template_sources(env)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
@@ -466,10 +495,14 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     )
     if tc_imports:
         runtime_imports.append(TYPE_CHECKING_IMPORT)
+    aliases = dict(spec.aliases)
+    dc = aliases.get("dataclasses", "dataclasses")
     if any(
-        "dataclasses.field(" in line for c in spec.classes for line in _field_lines(c)
+        f"{dc}.field(" in line for c in spec.classes for line in _field_lines(c, dc)
     ):
-        runtime_imports.append(Import("dataclasses"))
+        runtime_imports.append(
+            Import("dataclasses", None, None if dc == "dataclasses" else dc)
+        )
     spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
     classes, constants = _hoist_defaults(spec.classes)
     context = {
@@ -477,12 +510,28 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
         "spec": spec,
         "import_lines": _import_lines(runtime_imports),
         "type_checking_lines": _import_lines(tc_imports),
-        "classes": [_class_context(c) for c in classes],
+        "classes": [_class_context(c, dc) for c in classes],
         "noqa": "",
     }
     template = env.get_template(TEMPLATE)
     text = template.render(**context)
+    nn = aliases.get("nn")
+    if nn is not None:
+        # A class body binds `nn` (a field): flax.linen is imported as `nn`'s alias.
+        text = _rebase_classes(text, classes, nn)
     codes = lintcompat.noqa_codes(text)
     if codes:
         text = template.render(**{**context, "noqa": ", ".join(codes)})
+        if nn is not None:
+            text = _rebase_classes(text, classes, nn)
     return text
+
+
+def _rebase_classes(text: str, classes: tuple[ClassSpec, ...], nn: str) -> str:
+    """``class X(nn.Module):`` lines (the template's) with flax.linen's alias."""
+    lines = text.split("\n")
+    heads = {f"class {c.name}(nn.Module):" for c in classes}
+    return "\n".join(
+        f"{line[: -len('(nn.Module):')]}({nn}.Module):" if line in heads else line
+        for line in lines
+    )

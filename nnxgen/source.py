@@ -80,6 +80,25 @@ class ModuleSource:
             return None
         return self._signature(fn)
 
+    def doc_is_raw(self, class_qualname: str, method: str | None = None) -> bool:
+        """Whether the class's (or its method's) docstring is a raw string literal."""
+        node: cst.ClassDef | cst.FunctionDef | None = self.find_class(class_qualname)
+        if node is not None and method is not None:
+            body = node.body.body if isinstance(node.body, cst.IndentedBlock) else []
+            node = _find_def(list(body), cst.FunctionDef, method)
+        if node is None or not isinstance(node.body, cst.IndentedBlock):
+            return False
+        body = node.body.body
+        if not body or not isinstance(body[0], cst.SimpleStatementLine):
+            return False
+        first = body[0].body[0]
+        if not isinstance(first, cst.Expr):
+            return False
+        value = first.value
+        if isinstance(value, cst.ConcatenatedString):
+            value = value.left
+        return isinstance(value, cst.SimpleString) and "r" in value.prefix.lower()
+
     def class_annotations(
         self, class_qualname: str
     ) -> list[tuple[str, str, str | None]]:

@@ -62,6 +62,9 @@ class MethodSpec:
     doc: str | None
     takes_rngs: bool
     train_param: str | None  # name of an NNX parameter called `train`, if any
+    #: the source docstring is a raw string (r"""..."""); not in the repr, which
+    #: the fingerprint reads (render.fingerprint adds it when set)
+    doc_raw: bool = dataclasses.field(default=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,9 @@ class ClassSpec:
     methods: tuple[MethodSpec, ...]
     extra_fields: tuple[FieldSpec, ...] = ()
     renamed: tuple[tuple[str, str], ...] = ()  # (nnx name, wrapper name) pairs
+    #: the source docstring is a raw string (r"""..."""); not in the repr, which
+    #: the fingerprint reads (render.fingerprint adds it when set)
+    doc_raw: bool = dataclasses.field(default=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,3 +102,5 @@ class FileSpec:
     nnxgen_version: str
     runtime_version: int
     fingerprint: str = ""
+    #: the generated file's own names under private aliases (("nn", "_nn"), ...)
+    aliases: tuple[tuple[str, str], ...] = ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import keyword
 import os
 import sys
 import types
@@ -19,6 +20,8 @@ class Target:
     text: str  # as written (normalised to module:QualName[=Name])
     cls: type
     wrapper_name: str
+    module: str = ""  # where the target names it: module and attribute path
+    path: str = ""
 
 
 def _ensure_cwd_on_path() -> None:
@@ -54,25 +57,36 @@ def _class_lines(module: types.ModuleType) -> dict[str, int]:
     return {n.name: n.lineno for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-def _nnx_classes_in(module: types.ModuleType) -> list[type]:
+def _nnx_classes_in(module: types.ModuleType) -> list[tuple[str, type]]:
+    """(module-level name, class) of each concrete NNX class defined in ``module``.
+
+    A class made inside a factory function (``Dyn = make(3)``, whose ``__name__``
+    is the factory's) is listed under the name the module binds it to.
+    """
     from flax import nnx
 
-    found = []
-    for obj in vars(module).values():
+    found: dict[type, str] = {}
+    for name, obj in vars(module).items():
         if (
             isinstance(obj, type)
             and issubclass(obj, nnx.Module)
             and obj.__module__ == module.__name__
             and not inspect.isabstract(obj)
         ):
-            found.append(obj)
+            if obj.__qualname__ == name:
+                found[obj] = name
+            elif getattr(module, obj.__qualname__, None) is not obj:
+                found.setdefault(obj, name)  # made by a factory, bound here
+            # else an alias (Old = New): New is listed under its own name
 
     lines = _class_lines(module)
 
-    def line(c: type) -> int:
-        return lines.get(c.__qualname__, 0)
+    def line(item: tuple[type, str]) -> int:
+        return lines.get(item[1], 0)
 
-    return sorted(found, key=lambda c: (line(c), c.__qualname__))
+    return [
+        (name, c) for c, name in sorted(found.items(), key=lambda i: (line(i), i[1]))
+    ]
 
 
 def resolve(text: str) -> list[Target]:
@@ -119,7 +133,8 @@ def resolve(text: str) -> list[Target]:
                 "name a class as module:Class"
             )
         return [
-            Target(f"{module_name}:{c.__qualname__}", c, c.__name__) for c in classes
+            Target(f"{module_name}:{name}", c, name, module_name, name)
+            for name, c in classes
         ]
     obj = module
     for part in qualname.split("."):
@@ -129,10 +144,12 @@ def resolve(text: str) -> list[Target]:
                 "check the class name"
             )
         obj = getattr(obj, part)
-    name = rename.strip() or getattr(obj, "__name__", qualname.split(".")[-1])
-    if not name.isidentifier():
+    # Named as the target: a class bound to another name (``Dyn = make(3)``,
+    # whose ``__name__`` is ``Made``) gets the name the user wrote.
+    name = rename.strip() or qualname.split(".")[-1]
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise TargetError(f"{text!r}: {name!r} is not a valid class name")
     norm = f"{module_name}:{qualname}" + (
         f"={rename.strip()}" if rename.strip() else ""
     )
-    return [Target(norm, obj, name)]  # type: ignore[arg-type]
+    return [Target(norm, obj, name, module_name, qualname)]  # type: ignore[arg-type]

@@ -43,8 +43,6 @@ BAD_INPUTS = [
      "is abstract (unimplemented: __call__)"),
     ("module raises on import", ["wrap", "errpkg.boom:Anything", "-o", "out.py"], 1,
      "importing 'errpkg.boom' failed: RuntimeError: kaboom at import"),
-    ("**kwargs-only __init__", ["wrap", "errpkg.kwargs_only:Loose", "-o", "out.py"], 1,
-     "takes only **kwargs"),
     ("two targets, one class name", ["wrap", "errpkg.a:Model", "errpkg.b:Model", "-o", "out.py"], 1,
      "two targets would both generate class 'Model'"),
     ("output not .py", ["wrap", "flax.nnx:Linear", "-o", "out.txt"], 1, "must be a .py file"),

@@ -11,6 +11,6 @@ def test_linear_wraps_and_matches(wrap):
     variables = model.init(jax.random.key(0), x)
     y = model.apply(variables, x)
     ref = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
-    ref.kernel.value = variables["params"]["kernel"]
-    ref.bias.value = variables["params"]["bias"]
+    ref.kernel.set_value(variables["params"]["kernel"])
+    ref.bias.set_value(variables["params"]["bias"])
     assert jnp.array_equal(y, ref(x))

@@ -53,6 +53,10 @@ def load(module: nnx.Module, variables) -> nnx.Module:
     """Copy Linen ``variables`` into ``module``; every leaf must be used exactly once."""
     used = 0
     for path, var in nnx.to_flat_state(nnx.state(module, nnx.Not(nnx.RngState))):
+        if not isinstance(var, nnx.Variable):  # raw array state, as the bridge files it
+            np.testing.assert_array_equal(_get(variables["ArrayImpl"], path), var)
+            used += 1
+            continue
         col = next(c for t, c in _COLLECTION_OF if isinstance(var, t))
         value = _get(variables[col], path)
         assert jnp.shape(value) == jnp.shape(var.get_value()), (col, path)
@@ -329,3 +333,17 @@ def test_linen_part_inside_nnx(W):
     # gradients flow into the Linen part's parameters
     g = jax.grad(lambda v: model.apply(v, x, train=False).sum())(variables)
     assert float(jnp.abs(g["params"]["dense"]["kernel"]).sum()) > 0
+
+
+# ---------------------------------------------------------------------------
+# Constructors that cannot be traced abstractly.
+
+
+def test_constructor_needing_concrete_values(W):
+    """``np.asarray`` of a computed array in ``__init__`` (bijx's coupling masks)."""
+    model = W.MaskedLinear(dim=DIM)
+    x = _x(2, DIM)
+    variables = model.init(KEY, x, train=False)
+    ref = load(M.MaskedLinear(DIM, rngs=nnx.Rngs(0)), variables)
+    close(model.apply(variables, x, train=False), ref(x))
+    close(jax.jit(lambda v: model.apply(v, x, train=False))(variables), ref(x))

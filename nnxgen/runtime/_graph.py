@@ -25,6 +25,7 @@ from nnxgen.runtime import _compat
 from nnxgen.runtime._build import _construct
 from nnxgen.runtime._errors import NnxgenError
 from nnxgen.runtime._mode import _has_mode_attributes, _set_mode
+from nnxgen.runtime._rngs import _made_once
 from nnxgen.runtime._spec import is_wrapper
 from nnxgen.runtime._state import _collection_of, _path_str
 
@@ -176,6 +177,9 @@ def _abstract_entry(
 ) -> _Entry:
     """The layout of ``wrapper``'s NNX module, traced (no initializer runs).
 
+    Constructors that need concrete values (``np.asarray`` of a computed
+    array) are built for real instead, once per configuration.
+
     The build gets a ``params`` stream (an abstract key), as ``init`` does, so
     constructors that split and vmap their rngs (stacked layers) trace.
     ``extras`` are variables added after construction, attached by path.
@@ -191,8 +195,24 @@ def _abstract_entry(
         box["entry"] = _analyse(module)
         return ()
 
-    jax.eval_shape(build)
+    try:
+        jax.eval_shape(build)
+    except _NEEDS_CONCRETE:
+        # The constructor turns an array it computed into a Python/numpy value
+        # (e.g. a coupling mask via np.asarray): build it for real, once per
+        # configuration, eagerly even when called inside a caller's trace.
+        with _made_once():
+            build()
     return box["entry"]
+
+
+#: Errors of a constructor that cannot be traced abstractly.
+_NEEDS_CONCRETE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
 
 
 def _attach(
