@@ -40,11 +40,12 @@ def abstract_state(cls: type, args: dict[str, Any]) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
 
-    def build() -> tuple:
+    def build(key: Any) -> tuple:
         with runtime._missing_streams(None, strict=False):
             kwargs = dict(args)
-            if "rngs" in _init_params(cls):
-                kwargs["rngs"] = runtime._Rngs()
+            rngs_name = _rngs_param(cls)
+            if rngs_name:
+                kwargs[rngs_name] = runtime._Rngs(params=key)
             module = cls(**kwargs)
         for path, var in nnx.to_flat_state(nnx.state(module)):
             if isinstance(var, (nnx.RngKey, nnx.RngCount)):
@@ -60,14 +61,16 @@ def abstract_state(cls: type, args: dict[str, Any]) -> list[dict[str, Any]]:
             )
         return ()
 
-    jax.eval_shape(build)
+    jax.eval_shape(build, jax.random.key(0))
     return sorted(rows, key=lambda r: (r["collection"], r["path"]))
 
 
-def _init_params(cls: type) -> list[str]:
+def _rngs_param(cls: type) -> str | None:
     import inspect
 
-    return list(inspect.signature(cls.__init__).parameters)[1:]
+    from nnxgen.inspector import _rngs_param
+
+    return _rngs_param(list(inspect.signature(cls.__init__).parameters.values())[1:])
 
 
 def _param(p: ParamSpec) -> dict[str, Any]:

@@ -773,17 +773,20 @@ def inspect_class(
     # Constructor.
     init_owner = _owner(cls, "__init__")
     params: list[ParamSpec] = []
-    takes_rngs = False
+    takes_rngs: bool | str = False
     renamed: list[tuple[str, str]] = []
     if init_owner is not None and init_owner not in _base_classes():
         sig = _signature(cls.__init__, f"{target}.__init__")
         ctx = _context(cls, init_owner, wrapped, imports, names)
         texts, _ = _source_params(ctx, init_owner, "__init__", sig)
         plist = list(sig.parameters.values())[1:]
-        members |= {p.name for p in plist if p.name != "rngs"} - reserved
+        rngs_name = _rngs_param(plist)
+        members |= {p.name for p in plist if p.name != rngs_name} - reserved
         for p in plist:
-            if p.name == "rngs":
-                takes_rngs = True
+            if p.name == rngs_name:
+                # filled by the runtime from the Linen streams; a parameter of
+                # another name annotated nnx.Rngs (``rng: nnx.Rngs``) too
+                takes_rngs = True if rngs_name == "rngs" else rngs_name
                 continue
             spec = _param(
                 ctx,
@@ -872,3 +875,23 @@ def inspect_class(
         doc_raw=doc_raw,
     )
     return spec, imports
+
+
+def _rngs_param(params: list[inspect.Parameter]) -> str | None:
+    """The constructor parameter the runtime fills with ``nnx.Rngs``.
+
+    ``rngs`` (the flax convention); else the first keyword-passable parameter
+    annotated ``nnx.Rngs`` (``def __init__(self, rng: nnx.Rngs, ...)``).
+    """
+    from flax import nnx
+
+    names = {p.name for p in params}
+    if "rngs" in names:
+        return "rngs"
+    for p in params:
+        ann = p.annotation
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and (
+            ann is nnx.Rngs or (isinstance(ann, str) and ann.split(".")[-1] == "Rngs")
+        ):
+            return p.name
+    return None

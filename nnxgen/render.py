@@ -230,6 +230,8 @@ def _spec_lines(cls: ClassSpec) -> list[str]:
     items: list[str | Seq] = [cls.nnx_ref, tuple_of(params)]
     if not cls.takes_rngs:
         items.append("takes_rngs=False")
+    elif isinstance(cls.takes_rngs, str):
+        items.append(f'takes_rngs="{cls.takes_rngs}"')
     rngs_methods = [f'"{m.name}"' for m in cls.methods if m.takes_rngs]
     if rngs_methods:
         items.append(Seq("rngs_methods=(", rngs_methods, ")", single_comma=True))

@@ -83,7 +83,7 @@ class ClassSpec:
     nnx_ref: str  # expression naming the NNX class in the generated file
     doc: str | None
     params: tuple[ParamSpec, ...]  # constructor parameters except rngs
-    takes_rngs: bool
+    takes_rngs: bool | str  # True: `rngs`; a str: the name of an nnx.Rngs parameter
     methods: tuple[MethodSpec, ...]
     extra_fields: tuple[FieldSpec, ...] = ()
     renamed: tuple[tuple[str, str], ...] = ()  # (nnx name, wrapper name) pairs

@@ -294,6 +294,7 @@ def main(workroot: Path) -> dict:
     }
 
     result = {
+        "python": "%d.%d" % sys.version_info[:2],
         "jax": jax.__version__,
         "kauldron": importlib.metadata.version("kauldron"),
         "flax": importlib.metadata.version("flax"),

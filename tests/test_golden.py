@@ -7,7 +7,7 @@ import os
 import pytest
 
 from nnxgen import config, generate
-from tests.helpers import ROOT, pyright, ruff, run_cli
+from tests.helpers import ROOT, ruff, run_cli
 
 CFG = config.load(ROOT)
 assert CFG is not None
@@ -51,10 +51,8 @@ def test_generated_files_pass_ruff():
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
-def test_generated_files_type_check():
-    res = pyright(*GENERATED)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "0 errors" in res.stdout
+# pyright on these files: tests/test_typing.py (no error the NNX source's own line
+# lacks, on every tested stack).
 
 
 def test_header_says_generated_and_how_to_regenerate():

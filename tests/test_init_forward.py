@@ -201,15 +201,23 @@ def test_a_forward_that_adds_variables_is_never_skipped(w):
         np.testing.assert_array_equal(v["params"]["scale"], np.full(3, 2.0))
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_a_sowing_forward_is_never_skipped(w):
+def test_a_sowing_forward_runs_whenever_what_it_sows_is_kept(w, monkeypatch):
+    """Sown values are captured (``nnx.capture``, no deprecation warning); with
+    ``intermediates`` immutable (Linen's init default) they are dropped, as in
+    Linen, so a known forward may be skipped -- with equal variables; with
+    intermediates mutable it always runs and they are returned."""
     model = w.Sows(3)
+    first, n = counted(lambda: model.init(KEY, X), "sows")
+    assert n == 1 and "intermediates" not in first
+    again, _ = counted(lambda: model.init(KEY, X), "sows")
+    jax.tree.map(np.testing.assert_array_equal, again, first)
     for _ in range(2):
-        _, n = counted(lambda: model.init(KEY, X), "sows")
+        v, n = counted(lambda: model.init(KEY, X, mutable=True), "sows")
         assert n == 1
-    v, n = counted(lambda: model.init(KEY, X, mutable=True), "sows")
-    assert n == 1
-    assert v["intermediates"]["y"][0].shape == (2, 2)
+        assert len(v["intermediates"]["y"]) == 1
+        assert v["intermediates"]["y"][0].shape == (2, 2)
+    y, state = model.apply(first, X, train=False, mutable=["intermediates"])
+    np.testing.assert_array_equal(state["intermediates"]["y"][0], y)
 
 
 def test_clear_cache_forgets_known_forwards(w):

@@ -1,11 +1,15 @@
 """End-to-end: generated wrappers trained by Kauldron's real ``kd.train.Trainer``.
 
 nnxgen's own test venv only has the light part of Kauldron (kontext / konfig /
-train_property, see .ci/run). The Trainer needs the full install (TensorFlow,
-orbax, clu, ...), so this test builds a separate venv at ``<repo>/.venv-kauldron``
-once (``uv pip install kauldron==1.4.2 ...``, about a minute with a cold cache,
-3.7 GB), reuses it afterwards, and runs ``tests/kd_trainer_script.py`` in it.
-The script prints one JSON line of measurements; the assertions live here.
+train_property, installed with --no-deps by scripts/test.sh). The Trainer needs
+the full install (TensorFlow, orbax, clu, ...), so this test builds a separate
+venv for the stack under test -- the kauldron, jax, jaxlib and flax versions of
+the interpreter running pytest, on its Python version -- at
+``<repo>/.venv-kauldron-py<X.Y>-kd<version>`` (``uv pip install
+kauldron==<version> jax==... ...``: 1.4.2 on the floor stack, 1.4.4 on the
+newest; about a minute with a cold cache, 3.7 GB), reuses it afterwards, and
+runs ``tests/kd_trainer_script.py`` in it. The script prints one JSON line of
+measurements; the assertions live here.
 
 It is slow but it is never skipped: a venv that cannot be built (no network, an
 install failure) FAILS the test with the tail of the install log.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.metadata as md
 import json
 import math
 import os
@@ -28,12 +33,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv-kauldron"
-VPY = VENV / "bin" / "python"
 SCRIPT = ROOT / "tests" / "kd_trainer_script.py"
 RESULT_MARK = "KD_TRAINER_RESULT "
 
-PINS = {"kauldron": "1.4.2", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8"}
+# The stack under test: what this interpreter has (scripts/test.sh installs
+# kauldron 1.4.2 / jax 0.10.2 / flax 0.12.8 on the floor, the newest on 3.12+).
+PINS = {p: md.version(p) for p in ("kauldron", "jax", "jaxlib", "flax")}
+PY_VERSION = "%d.%d" % sys.version_info[:2]
+VENV = ROOT / f".venv-kauldron-py{PY_VERSION}-kd{PINS['kauldron']}"
+VPY = VENV / "bin" / "python"
 # + optax (the Trainer's optimizer) and nnxgen's own runtime deps (nnxgen itself
 # is used from this checkout through PYTHONPATH, not installed).
 PACKAGES = [
@@ -52,6 +60,8 @@ _PROBE = f"""
 import importlib.metadata as md, importlib.util, sys
 pins = {PINS!r}
 bad = {{k: md.version(k) for k in pins if md.version(k) != pins[k]}}
+if "%d.%d" % sys.version_info[:2] != {PY_VERSION!r}:
+    bad["python"] = sys.version
 missing = [m for m in ("tensorflow", "clu", "orbax.checkpoint", "optax", "libcst",
                        "jinja2", "click") if importlib.util.find_spec(m) is None]
 from kauldron import kd  # noqa: F401
@@ -117,7 +127,7 @@ def _install(log: Path) -> None:
 
 
 def kauldron_python() -> Path:
-    """<repo>/.venv-kauldron/bin/python, built on first use, then reused.
+    """The full-install venv for this stack (VENV), built on first use, then reused.
 
     Creation is serialised with a file lock (xdist workers, concurrent runs).
     Called from the test body (not a fixture) so that a failed build is a test
@@ -183,7 +193,10 @@ def run_script(python: Path, work: Path) -> dict:
 @pytest.mark.slow
 def test_kauldron_trainer_trains_checkpoints_restores_and_evaluates(tmp_path):
     r = run_script(kauldron_python(), tmp_path)
-    assert {k: r[k] for k in ("kauldron", "jax", "flax")} == {
+    # the Trainer ran on this stack's versions (tests/test_matrix.py ties them to
+    # the README's matrix: kauldron 1.4.2 on the floor, 1.4.4 on the newest)
+    assert {k: r[k] for k in ("python", "kauldron", "jax", "flax")} == {
+        "python": PY_VERSION,
         "kauldron": PINS["kauldron"],
         "jax": PINS["jax"],
         "flax": PINS["flax"],

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 from nnxgen import generate
-from tests.helpers import ROOT, load_variables, pyright, ruff, same
+from tests.helpers import ROOT, load_variables, ruff, same
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -43,14 +43,13 @@ def project(tmp_path_factory):
     sys.path.remove(str(d))
 
 
-def test_output_is_lint_clean_formatted_and_type_checks(project):
+def test_output_is_lint_clean_and_formatted(project):
+    # pyright: tests/test_typing.py (no error the source's own line lacks)
     d, _ = project
     lint = ruff("check", "--isolated", "--no-cache", "nasty_linen.py", cwd=d)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     fmt = ruff("format", "--isolated", "--check", "--no-cache", "nasty_linen.py", cwd=d)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
-    res = pyright("nasty_linen.py", cwd=d, extra_paths=(FIXTURES,))
-    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_source_text_is_kept(project):

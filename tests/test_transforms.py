@@ -59,10 +59,6 @@ class ResBlock(nnx.Module):
         return carry, carry.sum(-1)
 
 
-SOW_DEPRECATION = (
-    "ignore:Using 'Module.sow\\(\\)' outside of 'nnx.capture\\(\\)':DeprecationWarning"
-)
-
 # ---------------------------------------------------------------------------
 # Helpers and shared fixtures.
 
@@ -534,7 +530,6 @@ def test_batch_stats_update_under_nn_remat(mlp_vars, x):
 # 5. Module.sow(nnx.Intermediate, ...) -> the Linen 'intermediates' collection.
 
 
-@pytest.mark.filterwarnings(SOW_DEPRECATION)
 @pytest.mark.parametrize(
     "nnx_cls, args", [(Sower, (3, 4)), (SowPair, (3,))], ids=["Sower", "SowPair"]
 )
@@ -562,7 +557,6 @@ def test_sow_returns_intermediates(local, x, nnx_cls, args):
     assert_trees_close(wrapper.apply(variables, x), ref_y)
 
 
-@pytest.mark.filterwarnings(SOW_DEPRECATION)
 def test_sow_in_a_linen_parent(local, x):
     class Parent(nn.Module):
         @nn.compact
@@ -584,7 +578,6 @@ def test_sow_in_a_linen_parent(local, x):
     assert_trees_close(y, ref_y)
 
 
-@pytest.mark.filterwarnings(SOW_DEPRECATION)
 def test_sow_under_nn_scan(local, c0):
     class Cell(nn.Module):
         @nn.compact
@@ -611,7 +604,6 @@ def test_sow_under_nn_scan(local, c0):
     assert_trees_close(carry, c)
 
 
-@pytest.mark.filterwarnings(SOW_DEPRECATION)
 def test_sow_wrapper_called_twice_accumulates(local, c0):
     class Twice(nn.Module):
         @nn.compact

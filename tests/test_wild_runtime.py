@@ -74,6 +74,20 @@ def differ(a, b):
     assert not np.allclose(np.asarray(a), np.asarray(b))
 
 
+def seed_stacked(stream: nnx.RngStream, key, depth: int, nth: int = 1) -> None:
+    """A stacked stream as the runtime seeds it: every layer holds Linen's key,
+    layer ``i`` starts at count ``h + i * 2**16`` (``h``: the fold data of the
+    ``nth`` ``make_rng``), so layer 0's first draw *is* ``make_rng``."""
+    h = linen_fold_data(nth)
+    stream.key.set_value(jnp.broadcast_to(key, (depth,)))
+    stream.count.set_value(
+        jnp.asarray([(h + i * 2**16) % 2**32 for i in range(depth)], jnp.uint32)
+    )
+    (first,) = probe_keys({"t": key}, {"t": nth})["t"][-1:]
+    layer0 = jax.random.fold_in(stream.key[...][0], stream.count[...][0])
+    assert jnp.array_equal(jax.random.key_data(layer0), jax.random.key_data(first))
+
+
 def hlo_op_count(compiled_text: str) -> int:
     return len(re.findall(r"^\s+(?:ROOT )?%?[\w.\-]+ = ", compiled_text, re.M))
 
@@ -86,9 +100,7 @@ def _scanned_reference(variables, train: bool, dropout_key=None) -> M.ScannedSta
     ref = load(M.ScannedStack(DIM, DEPTH, rngs=nnx.Rngs(params=7, dropout=8)), variables)
     if train:
         ref.train()
-        (first,) = probe_keys({"dropout": dropout_key}, {"dropout": 1})["dropout"]
-        ref.blocks.dropout.rngs.key.set_value(jax.random.split(first, DEPTH))
-        ref.blocks.dropout.rngs.count.set_value(jnp.zeros(DEPTH, jnp.uint32))
+        seed_stacked(ref.blocks.dropout.rngs, dropout_key, DEPTH)
     else:
         ref.eval()
     return ref
@@ -170,9 +182,7 @@ def test_guide_stack_vmapped_init_scanned_call(W):
         variables, x, train=True, rngs={"dropout": k}, mutable=["batch_stats"]
     )
     ref.train()
-    (first,) = probe_keys({"dropout": k}, {"dropout": 1})["dropout"]
-    ref.dropout.rngs.key.set_value(jax.random.split(first, 3))
-    ref.dropout.rngs.count.set_value(jnp.zeros(3, jnp.uint32))
+    seed_stacked(ref.dropout.rngs, k, 3)
     close(y, ref(x))
     close(updates["batch_stats"]["bn"]["mean"], ref.bn.mean[...])
 

@@ -31,7 +31,8 @@ def _build_nnx(value: Any, rngs: nnx.Rngs | None, *, field_path: str = "") -> An
             else:
                 kwargs[p.name] = v
         if spec.takes_rngs:
-            kwargs["rngs"] = rngs
+            name = spec.takes_rngs if isinstance(spec.takes_rngs, str) else "rngs"
+            kwargs[name] = rngs
         return spec.nnx_class(*args, **kwargs)
     if isinstance(value, (list, tuple)):
         return type(value)(_build_nnx(v, rngs) for v in value)

@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from flax import linen as nn
 from flax import nnx
@@ -45,6 +45,7 @@ from nnxgen.runtime._rngs import (
     _Rngs,
     _serve_streams,
 )
+from nnxgen.runtime._sow import capturing, module_sows, sow_types
 from nnxgen.runtime._spec import WrapperSpec
 from nnxgen.runtime._state import (
     _flat_state,
@@ -57,6 +58,8 @@ from nnxgen.runtime._state import (
 
 __all__ = ["call", "to_nnx"]
 
+_R = TypeVar("_R")
+
 
 def call(
     linen: nn.Module,
@@ -64,8 +67,14 @@ def call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     train: bool | None = None,
-) -> Any:
-    """Run ``method`` of the NNX module that ``linen`` (a generated wrapper) stands for."""
+) -> _R:  # type: ignore[type-var]
+    """Run ``method`` of the NNX module that ``linen`` (a generated wrapper) stands for.
+
+    Typed ``-> _R``, a type variable bound by the caller's context: in a
+    generated ``def __call__(...) -> jax.Array: return _rt.call(...)`` a type
+    checker takes the NNX method's own return annotation, so ``mypy --strict``
+    has nothing to add (no ``Any`` returned).
+    """
     cls_name = type(linen).__name__
     if linen.scope is None:
         raise NnxgenError(
@@ -79,15 +88,19 @@ def call(
     if linen.is_initializing() or (
         not linen.variables and linen.is_mutable_collection("params")
     ):
-        return _initialize(linen, method, args, kwargs, mode, wants_rngs)
+        out: _R = _initialize(linen, method, args, kwargs, mode, wants_rngs)
+        return out
 
     entry, module = _merged(linen, mode)  # cached graph + variables + Linen rngs
     with _missing_streams(None, strict=mode is True, cls_name=cls_name):
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
-        out = _run(module, method, args, kwargs, cls_name, mode)
+        sown: list[Any] = []
+        capture = sow_types(linen, entry.collections) if entry.sows else None
+        result: _R = _run(module, method, args, kwargs, cls_name, mode, capture, sown)
     _store_mutable(linen, entry, module)
-    return out
+    _put(linen, sown)
+    return result
 
 
 def _initialize(
@@ -116,8 +129,12 @@ def _initialize(
             _set_mode(module, mode)
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
-        out = _run(module, method, args, kwargs, cls_name, mode)
-    added = [e for e in _flat_state(module) if e[:2] not in before]
+        sown: list[Any] = []
+        capture = None
+        if module_sows(module):
+            capture = sow_types(linen, {col for col, _, _ in flat})
+        out = _run(module, method, args, kwargs, cls_name, mode, capture, sown)
+    added = [e for e in _flat_state(module) if e[:2] not in before] + sown
     _put(linen, added)
     if not added and fwd_key is not None:
         _remember_pure_forward(fwd_key)
@@ -175,8 +192,12 @@ def _run(
     kwargs: dict[str, Any],
     cls_name: str,
     mode: bool | None,
+    capture: tuple[type, ...] | None = None,
+    sown: list[Any] | None = None,
 ) -> Any:
     fn: Callable[..., Any] = getattr(module, method)
+    if capture is not None and sown is not None:
+        fn = capturing(fn, capture, sown)
     if mode is not None:
         return fn(*args, **kwargs)
     try:

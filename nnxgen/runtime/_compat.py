@@ -23,6 +23,8 @@ fallback that stays correct when the detail is gone:
   ``variable_name_from_type`` / ``variable_type_from_name`` of
   ``flax.nnx.variablelib`` (public functions of a module ``flax.nnx`` does not
   re-export; the layout ``flax.nnx.bridge`` uses).
+- ``registered_collections``: ``flax.nnx.variablelib.VariableTypeCache`` (the
+  names ``sow`` may target). Fallback: the collections of flax's own types.
 """
 
 from __future__ import annotations
@@ -204,6 +206,17 @@ def is_registered_collection(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def registered_collections() -> tuple[str, ...]:
+    """Every collection name in flax's variable-type registry."""
+    cache = getattr(variablelib, "VariableTypeCache", None)
+    if isinstance(cache, dict):
+        return tuple(cache)
+    return tuple(n for n in _FLAX_COLLECTIONS if is_registered_collection(n))
+
+
+_FLAX_COLLECTIONS = ("batch_stats", "cache", "intermediates", "perturbations")
 
 
 def variable_type(name: str) -> type:

@@ -11,6 +11,7 @@ extended, also once, for state that methods add after construction
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Hashable, Mapping, Sequence
@@ -26,6 +27,7 @@ from nnxgen.runtime._build import _construct
 from nnxgen.runtime._errors import NnxgenError
 from nnxgen.runtime._mode import _has_mode_attributes, _set_mode
 from nnxgen.runtime._rngs import _made_once
+from nnxgen.runtime._sow import module_sows
 from nnxgen.runtime._spec import is_wrapper
 from nnxgen.runtime._state import _collection_of, _path_str
 
@@ -63,6 +65,7 @@ class _Entry:
     counts: dict[str, int]
     has_mode: bool
     rngs_nodes: list[_RngsNode] = dataclasses.field(default_factory=list)
+    sows: bool = False  # some module in the graph calls ``sow``
     #: Layouts with state that methods added after construction (caches made
     #: by ``init_cache``, lazily created parameters), by variables signature.
     extended: dict[Hashable, _Entry] = dataclasses.field(default_factory=dict)
@@ -148,6 +151,7 @@ def _analyse(module: Any) -> _Entry:
         collections=tuple(sorted(counts)),
         counts=counts,
         has_mode=has_mode,
+        sows=module_sows(module),
         rngs_nodes=rngs_nodes,
     )
 
@@ -177,33 +181,58 @@ def _abstract_entry(
 ) -> _Entry:
     """The layout of ``wrapper``'s NNX module, traced (no initializer runs).
 
-    Constructors that need concrete values (``np.asarray`` of a computed
-    array) are built for real instead, once per configuration.
-
     The build gets a ``params`` stream (an abstract key), as ``init`` does, so
     constructors that split and vmap their rngs (stacked layers) trace.
     ``extras`` are variables added after construction, attached by path.
     Raw-array state (as in ``nnx.WeightNorm``) stays state, which
-    ``nnx.eval_shape`` would make static.
+    ``nnx.eval_shape`` would make static; raw arrays the constructor computes
+    from constants are made concretely (they are static when traced), and a
+    constructor that needs concrete values of key-dependent arrays is built
+    for real, once per configuration.
     """
     box: dict[str, _Entry] = {}
 
-    def build() -> tuple[Any, ...]:
-        module = _construct(wrapper, {"params": jax.random.key(0)})
+    def build(key: jax.Array, constants: bool) -> tuple[Any, ...]:
+        with jax.ensure_compile_time_eval() if constants else contextlib.nullcontext():
+            module = _construct(wrapper, {"params": key})
+        if not constants and _holds_tracers(module):
+            raise _RawArrays
         for col, path, value in extras:
             _attach(module, col, path, value, type(wrapper).__name__)
         box["entry"] = _analyse(module)
         return ()
 
+    with _made_once():
+        key = jax.random.key(0)
     try:
-        jax.eval_shape(build)
+        try:
+            jax.eval_shape(build, key, False)
+        except _RawArrays:
+            # Raw-array attributes (LPIPS' shift and scale) are state in pure
+            # NNX but static when traced: build with the constants the
+            # constructor computes concrete; only key-dependent values
+            # (initializers) are traced.
+            jax.eval_shape(build, key, True)
     except _NEEDS_CONCRETE:
-        # The constructor turns an array it computed into a Python/numpy value
-        # (e.g. a coupling mask via np.asarray): build it for real, once per
-        # configuration, eagerly even when called inside a caller's trace.
+        # The constructor turns an array that depends on the key into a Python
+        # or numpy value: build it for real, once per configuration, eagerly
+        # even when called inside a caller's trace.
         with _made_once():
-            build()
+            build(key, True)
     return box["entry"]
+
+
+class _RawArrays(Exception):
+    pass
+
+
+def _holds_tracers(module: Any) -> bool:
+    """Whether tracing left arrays in attributes (static, where pure NNX has state)."""
+    state = {id(x) for x in jax.tree_util.tree_leaves(nnx.state(module))}
+    return any(
+        isinstance(node, jax.core.Tracer) and id(node) not in state
+        for _, node in nnx.iter_graph(module)
+    )
 
 
 #: Errors of a constructor that cannot be traced abstractly.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 from flax import nnx
 
@@ -95,7 +96,7 @@ class _Rngs(nnx.Rngs):
     """
 
     def _ensure(self, name: str) -> None:
-        if name != "default" and not name.startswith("__") and name not in vars(self):
+        if not name.startswith("_") and name not in vars(self):
             key = _derived_key(name)
             if key is not None:
                 setattr(self, name, nnx.RngStream(key, tag=name))
@@ -151,22 +152,47 @@ def _linen_rngs(module: nn.Module) -> dict[str, jax.Array]:
     return {name: module.make_rng(name) for name in sorted(scope.rngs)}
 
 
-def _linen_stream(linen: nn.Module, tag: str) -> tuple[jax.Array, Any]:
+def _linen_stream(
+    linen: nn.Module, tag: str, shape: tuple[int, ...] = ()
+) -> tuple[jax.Array, Any]:
     """(key, count) for an NNX stream whose first draw is ``linen.make_rng(tag)``.
 
     ``make_rng`` is ``fold_in(base_key, h)`` with ``h`` a hash of the scope path
     and call counter computed in Python; NNX's ``RngStream`` draws
     ``fold_in(key, count)``. Handing NNX ``(base_key, h)`` makes its first draw
     exactly ``make_rng(tag)`` (later draws use ``h + 1``, ...) without hashing
-    twice, so the compiled program does what pure NNX does. Where that flax
-    detail is unavailable (see ``_compat.linen_fold``) the stream starts at
-    ``make_rng(tag)`` itself (its draws are then other, equally valid keys).
+    twice, so the compiled program does what pure NNX does. A stacked stream
+    (key shape ``(depth,)``, built under ``nnx.vmap``) gets ``base_key`` for
+    every layer and counts ``h + i * 2**16``: layer 0's first draw is
+    ``make_rng(tag)``, layer ``i`` draws ``fold_in(base_key, h + i * 2**16 + j)``
+    -- distinct for fewer than 65,536 draws per layer and call, with no key
+    derivation in the program. Where the flax detail is unavailable (see
+    ``_compat.linen_fold``) the stream starts at ``make_rng(tag)`` itself (its
+    draws are then other, equally valid keys).
     """
     folded = _compat.linen_fold(linen, tag)
     if folded is None:
-        return linen.make_rng(tag), _zero_count(())
+        key = _typed_key(linen.make_rng(tag))
+        if shape:
+            return jax.random.split(key, shape), _zero_count(shape)
+        return key, _zero_count(())
     key, data = folded
-    return _typed_key(key), _const_count(data)
+    key = _typed_key(key)
+    if shape:
+        return jnp.broadcast_to(key, shape), _layer_counts(data, shape)
+    return key, _const_count(data)
+
+
+#: Count offset between the layers of a stacked stream.
+LAYER_STRIDE = 1 << 16
+
+
+@functools.cache
+def _layer_counts(data: int, shape: tuple[int, ...]) -> jax.Array:
+    with _made_once():
+        n = int(np.prod(shape))
+        counts = [(data + i * LAYER_STRIDE) & 0xFFFFFFFF for i in range(n)]
+        return jnp.asarray(np.asarray(counts, np.uint32).reshape(shape))
 
 
 def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
@@ -188,12 +214,8 @@ def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
         for tag in tags:
             if tag in node.streams:
                 continue
-            if node.shape:
-                key = jax.random.split(_typed_key(linen.make_rng(tag)), node.shape)
-                count = _zero_count(node.shape)
-            else:
-                key, count = _linen_stream(linen, tag)
-            stream = nnx.RngStream(_typed_key(key), tag=tag)
+            key, count = _linen_stream(linen, tag, node.shape)
+            stream = nnx.RngStream(key, tag=tag)
             stream.count[...] = count
             setattr(_node_at(module, node.path), tag, stream)
 
@@ -201,7 +223,8 @@ def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
 def _typed_key(key: jax.Array) -> jax.Array:
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
-    return jax.random.wrap_key_data(key)
+    typed: jax.Array = jax.random.wrap_key_data(key)
+    return typed
 
 
 def _put_rng_state(
@@ -218,10 +241,7 @@ def _put_rng_state(
     for rng in entry.rng_leaves:
         count = _zero_count(rng.shape)
         if rng.tag in scope.rngs:
-            if rng.shape:
-                key = jax.random.split(linen.make_rng(rng.tag), rng.shape)
-            else:
-                key, count = _linen_stream(linen, rng.tag)
+            key, count = _linen_stream(linen, rng.tag, rng.shape)
         else:
             key = _fixed_key(rng.tag, rng.shape)
             if strict and rng.tag != "params":

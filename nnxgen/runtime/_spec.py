@@ -27,7 +27,9 @@ class WrapperSpec:
 
     nnx_class: type
     params: tuple[Param, ...] = ()
-    takes_rngs: bool = True
+    #: True: the constructor takes ``rngs``; a str: the name of its ``nnx.Rngs``
+    #: parameter (``rng: nnx.Rngs``); False: it takes none
+    takes_rngs: bool | str = True
     rngs_methods: frozenset[str] = frozenset()
 
     def __init__(
@@ -35,7 +37,7 @@ class WrapperSpec:
         nnx_class: type,
         params: Sequence[Param | str] = (),
         *,
-        takes_rngs: bool = True,
+        takes_rngs: bool | str = True,
         rngs_methods: Iterable[str] = (),
     ):
         object.__setattr__(self, "nnx_class", nnx_class)
