@@ -114,7 +114,7 @@ def corpus(request, tmp_path_factory):
             if pkg == "heal_swin_nnx"
             else ""
         )
-        pytest.skip(f"{pkg} is not installed here: {err}{why}")
+        pytest.skip(f"{pkg} cannot be imported here: {err}{why}")
     from nnxgen import generate, targets
 
     mods, skipped = _package_modules(pkg)

@@ -28,6 +28,7 @@ a cross-check.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -132,6 +133,19 @@ HEAVY = [
 
 
 # ===========================================================================
+
+def _require(package: str) -> None:
+    """Skip where ``package`` cannot be imported on this stack, saying why.
+
+    (Not only absence: bijx 1.3.2 imports ``jax.experimental.ode.api_util``,
+    which jax 0.12 removed, so bijx runs on the floor stack only.)
+    """
+    try:
+        importlib.import_module(package)
+    except ImportError as err:
+        pytest.skip(f"{package} cannot be imported on this stack: {err}")
+
+
 # bijx: normalizing flows.
 
 FLOW_EVENT = 4
@@ -139,7 +153,7 @@ FLOW_EVENT = 4
 
 @pytest.fixture(scope="module")
 def spline_flow(wrap) -> Built:
-    pytest.importorskip("bijx")
+    _require("bijx")
     w = wrap("tests.corpus_models_helpers:SplineCouplingFlow")
     model = w.SplineCouplingFlow(event_size=FLOW_EVENT)
     x = _x((5, FLOW_EVENT))
@@ -151,7 +165,7 @@ def spline_flow(wrap) -> Built:
 
 @pytest.fixture(scope="module")
 def realnvp(wrap) -> Built:
-    pytest.importorskip("bijx")
+    _require("bijx")
     w = wrap("tests.corpus_models_helpers:RealNVPFlow")
     model = w.RealNVPFlow(event_size=FLOW_EVENT)
     variables = model.init(K_INIT, _x((5, FLOW_EVENT)), train=False)
@@ -250,7 +264,7 @@ def _ppo_wrapper(w):
 
 @pytest.fixture(scope="module")
 def ppo(wrap) -> Built:
-    pytest.importorskip("nnx_ppo")
+    _require("nnx_ppo")
     w = wrap(
         "nnx_ppo.networks.adapter:PPOAdapter",
         "nnx_ppo.networks.containers:Sequential",
@@ -337,7 +351,7 @@ def _mamba_cfg():
 
 @pytest.fixture(scope="module")
 def mamba(wrap) -> Built:
-    pytest.importorskip("mamba3_jax")
+    _require("mamba3_jax")
     from mamba3_jax import Mamba3ForCausalLM
 
     w = wrap("mamba3_jax:Mamba3ForCausalLM")
@@ -433,7 +447,7 @@ def _fake_vgg16_weights():
 
 @pytest.fixture(scope="module")
 def lpips(wrap):
-    pytest.importorskip("lpips_nnx")
+    _require("lpips_nnx")
     import lpips_nnx.vgg
     import lpips_nnx.weights
 
@@ -513,7 +527,7 @@ def _swin_params():
 
 @pytest.fixture(scope="module")
 def swin(wrap) -> Built:
-    pytest.importorskip("heal_swin_nnx")
+    _require("heal_swin_nnx")
     from heal_swin_nnx import SwinUnet
 
     w = wrap("heal_swin_nnx:SwinUnet")
