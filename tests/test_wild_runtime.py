@@ -16,7 +16,6 @@ nnxgen.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -357,3 +356,33 @@ def test_constructor_needing_concrete_values(W):
     ref = load(M.MaskedLinear(DIM, rngs=nnx.Rngs(0)), variables)
     close(model.apply(variables, x, train=False), ref(x))
     close(jax.jit(lambda v: model.apply(v, x, train=False))(variables), ref(x))
+
+
+def test_rngs_parameter_of_another_name(W):
+    """``rng: nnx.Rngs`` is filled by the runtime, not a field; its ``default``
+    stream is served from Linen's ``default`` rng."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(W.NoisyHead)} - {"parent", "name"}
+    assert fields == {"dim", "scale"}
+    model = W.NoisyHead(dim=DIM)
+    x = _x(2, DIM)
+    variables = model.init(KEY, x, train=False)
+    k = jax.random.key(41)
+    y = model.apply(variables, x, train=True, rngs={"default": k})
+    ref = load(M.NoisyHead(nnx.Rngs(default=1), DIM), variables)
+    ref.rng.default.key.set_value(k)
+    ref.rng.default.count.set_value(jnp.uint32(linen_fold_data(1)))
+    close(y, ref(x))
+    differ(model.apply(variables, x, train=True, rngs={"default": KEY}), y)
+    with pytest.raises(rt.NnxgenError, match="rng stream 'default'"):
+        model.apply(variables, x, train=True)
+
+
+def test_inspect_builds_stacked_layers():
+    from tests.helpers import run_cli
+
+    res = run_cli("inspect", "tests.fixtures.wildnnx.models:ScannedStack",
+                  "--arg", "dim=4", "--arg", "depth=3")
+    assert res.returncode == 0, res.stderr
+    assert "blocks/linear/kernel" in res.stdout and "(3, 4, 4)" in res.stdout
