@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,8 +17,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 from flax import nnx
+
+# the reference seeding the rest of the suite uses (independent of nnxgen)
+from tests.test_numerics import _node, seed_streams
 
 # ---------------------------------------------------------------------------
 # Reference tooling.
@@ -40,12 +41,6 @@ def _flat_linen(variables: Mapping[str, Any]) -> dict[tuple, tuple[str, Any]]:
     for col, tree in flax.core.unfreeze(dict(variables)).items():
         walk(col, tree, ())
     return out
-
-
-def _node(module: Any, path) -> Any:
-    for k in path:
-        module = module[k] if isinstance(k, int) else getattr(module, k)
-    return module
 
 
 def load_variables(module: nnx.Module, variables: Mapping[str, Any]) -> set[str]:
@@ -79,59 +74,6 @@ def load_variables(module: nnx.Module, variables: Mapping[str, Any]) -> set[str]
     extra = set(flat) - used
     assert not extra, f"Linen variables the NNX module does not have: {sorted(extra)}"
     return {c for c, _ in flat.values()}
-
-
-class _Probe(nn.Module):
-    counts: tuple[tuple[str, int], ...]
-
-    def __call__(self):
-        return {t: [self.make_rng(t) for _ in range(n)] for t, n in self.counts}
-
-
-def _linen_fold_data(counter: int) -> int:
-    m = hashlib.sha1()
-    if flax.config.flax_fix_rng_separator:
-        m.update(b"\00")
-    m.update(counter.to_bytes((counter.bit_length() + 7) // 8, byteorder="big"))
-    return int.from_bytes(m.digest()[:4], byteorder="big")
-
-
-def rng_streams(module: nnx.Module) -> list[nnx.RngStream]:
-    """Every RngStream of ``module``, in ``nnx.to_flat_state`` order."""
-    out = []
-    for path, var in nnx.to_flat_state(nnx.state(module)):
-        if isinstance(var, nnx.RngKey):
-            out.append(_node(module, path[:-1]))
-    return out
-
-
-def seed_streams(module: nnx.Module, rngs: Mapping[str, jax.Array] | None) -> None:
-    """Stream i of tag t (state order) draws the i-th top-level ``make_rng(t)`` first.
-
-    NNX's RngStream draws ``fold_in(key, count)``; Linen's ``make_rng`` is
-    ``fold_in(rng, h)``; checked against a Linen probe module.
-    """
-    if not rngs:
-        return
-    streams = rng_streams(module)
-    counts: dict[str, int] = {}
-    for s in streams:
-        if s.tag in rngs:
-            counts[s.tag] = counts.get(s.tag, 0) + 1
-    keys = _Probe(tuple(sorted(counts.items()))).apply({}, rngs=dict(rngs))
-    taken: dict[str, int] = {}
-    for s in streams:
-        if s.tag not in rngs:
-            continue
-        i = taken.get(s.tag, 0)
-        taken[s.tag] = i + 1
-        count = jnp.uint32(_linen_fold_data(i + 1))
-        first = jax.random.fold_in(rngs[s.tag], count)
-        assert np.array_equal(
-            jax.random.key_data(first), jax.random.key_data(keys[s.tag][i])
-        ), "the reference's first draw must equal Linen's make_rng"
-        s.key.set_value(rngs[s.tag])
-        s.count.set_value(count)
 
 
 def reference(

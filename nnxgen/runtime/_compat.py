@@ -202,8 +202,8 @@ def collection_name(var_type: type) -> str:
 
 def is_registered_collection(name: str) -> bool:
     try:
-        variablelib.variable_type_from_name(name, allow_register=False)
-    except ValueError:
+        variable_type(name)
+    except LookupError:
         return False
     return True
 
