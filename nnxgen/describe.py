@@ -7,7 +7,7 @@ import dataclasses
 import json
 from typing import Any
 
-from nnxgen import inspector, targets
+from nnxgen import inspector, linen_inspector, targets
 from nnxgen.spec import MethodSpec, ParamSpec
 
 
@@ -103,6 +103,9 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
     out = []
     for t in resolved:
         inspector.register_path(t.cls, t.module, t.path)
+        if linen_inspector.is_linen_class(t.cls):
+            out.append(_describe_linen(t))
+            continue
         spec, imports = inspector.inspect_class(
             t.cls, target=t.text, wrapper_name=t.wrapper_name
         )
@@ -139,6 +142,31 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"classes": out}
 
 
+def _describe_linen(t: targets.Target) -> dict[str, Any]:
+    spec, imports = linen_inspector.inspect_linen_class(
+        t.cls, target=t.text, wrapper_name=t.wrapper_name
+    )
+    return {
+        "target": t.text,
+        "wrapper": spec.name,
+        "direction": "linen->nnx",
+        "linen_class": f"{t.cls.__module__}.{t.cls.__qualname__}",
+        "fields": [_param(p) for p in spec.fields],
+        "extra_fields": [],
+        "takes_rngs": True,
+        "methods": [
+            {**_method(m), "modes": list(modes)}
+            for m, modes in zip(spec.methods, spec.modes, strict=True)
+        ],
+        "imports": sorted(i.statement() for i in imports),
+        "state": None,
+        "state_note": (
+            "a Linen module makes its variables on its first call: see them with "
+            "nnx.bridge.lazy_init(model, x) and nnx.state(model)"
+        ),
+    }
+
+
 def as_json(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, sort_keys=True)
 
@@ -146,7 +174,8 @@ def as_json(data: dict[str, Any]) -> str:
 def as_text(data: dict[str, Any]) -> str:
     lines: list[str] = []
     for c in data["classes"]:
-        lines.append(f"{c['wrapper']}  <-  {c['target']}  ({c['nnx_class']})")
+        source = c.get("nnx_class") or c["linen_class"]
+        lines.append(f"{c['wrapper']}  <-  {c['target']}  ({source})")
         lines.append("  fields:")
         for f in c["fields"] + c["extra_fields"]:
             text = f"    {f.get('field', f['name'])}: {f['annotation']}"

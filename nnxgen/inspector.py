@@ -64,10 +64,17 @@ def class_ref(cls: type, *, strict: bool = True) -> tuple[str, tuple[str, ...]] 
 
 
 def class_import(cls: type) -> tuple[Import, str]:
-    """The import of ``cls`` under its ``_Nnx`` alias, and the expression naming it."""
+    """The import of ``cls`` under its ``_Nnx`` alias (``_Linen`` for a Linen
+    module class), and the expression naming it."""
     module, path = class_ref(cls)  # type: ignore[misc]
-    alias = nnx_alias(path[0])
+    alias = linen_alias(path[0]) if _is_linen(cls) else nnx_alias(path[0])
     return Import(module, path[0], alias), ".".join([alias, *path[1:]])
+
+
+def _is_linen(cls: Any) -> bool:
+    import flax.linen
+
+    return isinstance(cls, type) and issubclass(cls, flax.linen.Module)
 
 
 class Aliases:
@@ -135,6 +142,10 @@ def constructor_names(cls: type) -> set[str]:
 
 def nnx_alias(cls_name: str) -> str:
     return f"_Nnx{cls_name}"
+
+
+def linen_alias(cls_name: str) -> str:
+    return f"_Linen{cls_name}"
 
 
 class Names:
@@ -331,7 +342,8 @@ def _make_resolver(
             return bind([Import(ctx.module.__name__, name)])
         scope = _class_scope(ctx, name)
         if scope is not None:
-            alias = nnx_alias(scope[0])
+            outer = vars(ctx.module).get(scope[0])
+            alias = linen_alias(scope[0]) if _is_linen(outer) else nnx_alias(scope[0])
             ctx.imports.add(Import(ctx.module.__name__, scope[0], alias))
             new: ast.expr = ast.Name(alias)
             for part in [*scope[1:], *parts]:
@@ -487,6 +499,8 @@ def _fallback_default(ctx: _Context, cls: type, method: str, name: str) -> str:
     ctx.imports.add(RUNTIME)
     imp, ref = class_import(cls)
     ctx.imports.add(imp)
+    if method == "__init__" and _is_linen(cls):
+        return f'_rt.linen_default({ref}, "{name}")'
     if method == "__init__":
         return f'_rt.nnx_default({ref}, "{name}")'
     return f'_rt.nnx_default({ref}, "{name}", method="{method}")'
@@ -509,7 +523,7 @@ def _default(ctx, cls, method, p, text, what) -> tuple[str, str | None]:
             _fallback_default(ctx, cls, method, p.name),
             (
                 f"source default `{one_line}` is not importable as written; "
-                "the value is taken from the NNX signature"
+                f"the value is taken from the {_origin(cls, method)}"
             ),
         )
     simple = _literal(p.default)
@@ -517,8 +531,14 @@ def _default(ctx, cls, method, p, text, what) -> tuple[str, str | None]:
         return simple, None
     return (
         _fallback_default(ctx, cls, method, p.name),
-        "no source available; the value is taken from the NNX signature",
+        f"no source available; the value is taken from the {_origin(cls, method)}",
     )
+
+
+def _origin(cls: type, method: str) -> str:
+    if not _is_linen(cls):
+        return "NNX signature"
+    return "Linen field" if method == "__init__" else "Linen signature"
 
 
 _MISSING = object()
@@ -602,10 +622,12 @@ def _is_method(owner: type, name: str, raw: Any) -> bool:
     return bool(params) and params[0].name == "self"
 
 
-def public_methods(cls: type) -> list[str]:
+def public_methods(cls: type, bases: set[type] | None = None) -> list[str]:
     """Public methods (and ``__call__``, first) in source order: the class's own,
-    then those it inherits, each class's in the order its body defines them."""
-    bases = _base_classes()
+    then those it inherits, each class's in the order its body defines them
+    (``bases``: the framework classes whose members are not the user's; by
+    default ``nnx.Module``'s)."""
+    bases = _base_classes() if bases is None else bases
     names: list[str] = []
     seen: set[str] = set()
     for klass in cls.__mro__:
@@ -749,8 +771,8 @@ def inspect_class(
     if not isinstance(cls, type) or not issubclass(cls, nnx.Module):
         kind = type(cls).__name__ if not isinstance(cls, type) else "class"
         raise InspectError(
-            f"{target} is a {kind}, not a flax.nnx.Module subclass; "
-            "point nnxgen at an NNX module class"
+            f"{target} is a {kind}, not a flax.nnx.Module or flax.linen.Module "
+            "subclass; point nnxgen at an NNX or Linen module class"
         )
     if cls is nnx.Module:
         raise InspectError(f"{target} is flax.nnx.Module itself; name a subclass of it")

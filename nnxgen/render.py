@@ -16,9 +16,16 @@ from typing import Any
 
 import jinja2
 
-from nnxgen import lintcompat
+from nnxgen import lintcompat, render_nnx
 from nnxgen.layout import INDENT, Seq, dict_of, docstring, fits, lay_out, tuple_of
-from nnxgen.spec import ClassSpec, FileSpec, Import, MethodSpec, ParamSpec
+from nnxgen.spec import (
+    ClassSpec,
+    FileSpec,
+    Import,
+    LinenClassSpec,
+    MethodSpec,
+    ParamSpec,
+)
 
 TEMPLATE = "module.py.jinja"
 TYPE_CHECKING_IMPORT = Import("typing", "TYPE_CHECKING")
@@ -51,10 +58,16 @@ def environment(user_dir: str | Path | None = None) -> jinja2.Environment:
     )
 
 
-def template_sources(env: jinja2.Environment) -> str:
-    """The text of every template in use (part of the fingerprint)."""
+#: The templates a Linen-wrapper file is rendered from.
+LINEN_TEMPLATES = ("class.py.jinja", TEMPLATE)
+
+
+def template_sources(
+    env: jinja2.Environment, names: tuple[str, ...] = LINEN_TEMPLATES
+) -> str:
+    """The text of the templates a file is rendered from (part of the fingerprint)."""
     parts = []
-    for name in sorted(env.list_templates(extensions=["jinja"])):
+    for name in sorted(names):
         src, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
         parts.append(f"{name}\n{src}")
     return "\n".join(parts)
@@ -460,6 +473,10 @@ def _check_names(classes: tuple[ClassSpec, ...], imports: set[Import]) -> None:
 # Files.
 
 
+def _is_nnx_file(spec: FileSpec) -> bool:
+    return any(isinstance(c, LinenClassSpec) for c in spec.classes)
+
+
 def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
     data = repr(
         (
@@ -478,7 +495,9 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
         data += repr(raw)
     if spec.aliases:
         data += repr(spec.aliases)
-    data += template_sources(env)
+    data += template_sources(
+        env, render_nnx.TEMPLATES if _is_nnx_file(spec) else LINEN_TEMPLATES
+    )
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -486,7 +505,7 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     env = environment(templates)
     imports = _dedupe_imports(lintcompat.modernize_imports(set(spec.imports)))
     _check_names(spec.classes, imports)
-    if any(c.extra_fields for c in spec.classes):
+    if any(getattr(c, "extra_fields", ()) for c in spec.classes):
         # kontext evaluates every class annotation at run time (typing.get_type_hints):
         # names the source keeps under TYPE_CHECKING must be real imports here.
         imports = {_runtime_import(i) for i in imports}
@@ -500,24 +519,35 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     aliases = dict(spec.aliases)
     dc = aliases.get("dataclasses", "dataclasses")
     if any(
-        f"{dc}.field(" in line for c in spec.classes for line in _field_lines(c, dc)
+        f"{dc}.field(" in line
+        for c in spec.classes
+        if isinstance(c, ClassSpec)
+        for line in _field_lines(c, dc)
     ):
         runtime_imports.append(
             Import("dataclasses", None, None if dc == "dataclasses" else dc)
         )
     spec = dataclasses.replace(spec, fingerprint=fingerprint(spec, env))
-    classes, constants = _hoist_defaults(spec.classes)
+    if _is_nnx_file(spec):
+        nnx_classes, constants = render_nnx.hoist_defaults(spec.classes)  # type: ignore[arg-type]
+        classes: Any = ()
+        contexts = [render_nnx.class_context(c) for c in nnx_classes]
+        template_name = render_nnx.MODULE_TEMPLATE
+    else:
+        classes, constants = _hoist_defaults(spec.classes)  # type: ignore[arg-type]
+        contexts = [_class_context(c, dc) for c in classes]
+        template_name = TEMPLATE
     context = {
         "constants": constants,
         "spec": spec,
         "import_lines": _import_lines(runtime_imports),
         "type_checking_lines": _import_lines(tc_imports),
-        "classes": [_class_context(c, dc) for c in classes],
+        "classes": contexts,
         "noqa": "",
     }
-    template = env.get_template(TEMPLATE)
+    template = env.get_template(template_name)
     text = template.render(**context)
-    nn = aliases.get("nn")
+    nn = aliases.get("nn") if classes else None
     if nn is not None:
         # A class body binds `nn` (a field): flax.linen is imported as `nn`'s alias.
         text = _rebase_classes(text, classes, nn)

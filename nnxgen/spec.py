@@ -97,10 +97,30 @@ class FileSpec:
     targets: tuple[str, ...]
     output: str
     command: str
-    classes: tuple[ClassSpec, ...]
+    classes: tuple[ClassSpec, ...] | tuple[LinenClassSpec, ...]
     imports: tuple[Import, ...]
     nnxgen_version: str
     runtime_version: int
     fingerprint: str = ""
     #: the generated file's own names under private aliases (("nn", "_nn"), ...)
     aliases: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class LinenClassSpec:
+    """An NNX wrapper of a Linen module (the other direction)."""
+
+    name: str  # wrapper class name
+    target: str  # "module:QualName" it was generated from
+    linen_ref: str  # expression naming the Linen class in the generated file
+    doc: str | None
+    fields: tuple[ParamSpec, ...]  # the Linen dataclass fields, less parent/name
+    methods: tuple[MethodSpec, ...]  # train_param unused; see `modes`
+    #: per method (same order): the Linen arguments filled from the NNX mode
+    modes: tuple[tuple[str, ...], ...]
+    renamed: tuple[tuple[str, str], ...] = ()  # (Linen name, wrapper name) pairs
+    doc_raw: bool = dataclasses.field(default=False, repr=False)
+
+    @property
+    def has_modes(self) -> bool:
+        return any(self.modes)

@@ -57,19 +57,23 @@ def _class_lines(module: types.ModuleType) -> dict[str, int]:
     return {n.name: n.lineno for n in tree.body if isinstance(n, ast.ClassDef)}
 
 
-def _nnx_classes_in(module: types.ModuleType) -> list[tuple[str, type]]:
-    """(module-level name, class) of each concrete NNX class defined in ``module``.
+def _nnx_classes_in(
+    module: types.ModuleType, base: type | None = None
+) -> list[tuple[str, type]]:
+    """(module-level name, class) of each concrete NNX class (subclass of
+    ``base``, default ``nnx.Module``) defined in ``module``.
 
     A class made inside a factory function (``Dyn = make(3)``, whose ``__name__``
     is the factory's) is listed under the name the module binds it to.
     """
     from flax import nnx
 
+    base = nnx.Module if base is None else base
     found: dict[type, str] = {}
     for name, obj in vars(module).items():
         if (
             isinstance(obj, type)
-            and issubclass(obj, nnx.Module)
+            and issubclass(obj, base)
             and obj.__module__ == module.__name__
             and not inspect.isabstract(obj)
         ):
@@ -128,9 +132,14 @@ def resolve(text: str) -> list[Target]:
             raise TargetError(f"{text!r}: a whole-module target cannot be renamed")
         classes = _nnx_classes_in(module)
         if not classes:
+            # no NNX classes: its Linen modules (each gets an NNX wrapper)
+            import flax.linen
+
+            classes = _nnx_classes_in(module, flax.linen.Module)
+        if not classes:
             raise TargetError(
-                f"module {module_name!r} defines no concrete flax.nnx.Module classes; "
-                "name a class as module:Class"
+                f"module {module_name!r} defines no concrete flax.nnx.Module or "
+                "flax.linen.Module classes; name a class as module:Class"
             )
         return [
             Target(f"{module_name}:{name}", c, name, module_name, name)

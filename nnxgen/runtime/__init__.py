@@ -28,7 +28,9 @@ The package imports jax and flax only, never the code generator. Where to read:
 ``_state`` (variables <-> state), ``_boxing`` (sharding boxes), ``_rngs``
 (streams), ``_mode`` (train/eval), ``_init`` (init without a redundant forward
 pass), ``_compat`` (every private flax/Kauldron detail, with checks and
-fallbacks), ``_errors``.
+fallbacks), ``_errors``; ``_linen`` serves the other direction (generated
+``nnx.Module`` classes around Linen modules: :func:`linen_init`,
+:func:`linen_call`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from nnxgen.runtime._errors import (
 )
 from nnxgen.runtime._graph import _CACHE, _cache_lock
 from nnxgen.runtime._init import _PURE_FORWARDS
+from nnxgen.runtime._linen import linen_call, linen_default, linen_init, linen_set_view
 from nnxgen.runtime._mode import mode
 
 # Used by nnxgen's generator (``describe``) and tests; not public API.
@@ -72,6 +75,10 @@ __all__ = [
     "check_version",
     "default_metadata_fn",
     "is_wrapper",
+    "linen_call",
+    "linen_default",
+    "linen_init",
+    "linen_set_view",
     "metadata_fn",
     "mode",
     "nnx_class_of",

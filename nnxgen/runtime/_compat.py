@@ -25,6 +25,13 @@ fallback that stays correct when the detail is gone:
   re-export; the layout ``flax.nnx.bridge`` uses).
 - ``registered_collections``: ``flax.nnx.variablelib.VariableTypeCache`` (the
   names ``sow`` may target). Fallback: the collections of flax's own types.
+- ``linen_vars_to_nnx`` / ``nnx_to_linen_vars``: the converters of
+  ``flax.nnx.bridge.variables`` (``linen_vars_to_nnx_attrs`` /
+  ``nnx_attrs_to_linen_vars``) that ``ToNNX`` uses, so that NNX wrappers of
+  Linen modules keep ``ToNNX``'s layout and sharding metadata. No fallback:
+  a flax without them has no ``ToNNX`` layout to match.
+- ``is_initializing``: ``Pytree._pytree__state.initializing``, what
+  ``nnx.bridge.lazy_init`` sets (and ``ToNNX`` reads). Fallback: False.
 """
 
 from __future__ import annotations
@@ -228,6 +235,30 @@ def variable_type(name: str) -> type:
 
 
 # ---------------------------------------------------------------------------
+# flax.nnx.bridge's Linen <-> NNX variable converters, and lazy_init's flag.
+
+
+def linen_vars_to_nnx(variables: Any) -> dict[str, Any]:
+    """Linen ``{collection: tree}`` -> ``{attribute: Variable | dict}`` (ToNNX's layout)."""
+    from flax.nnx.bridge import variables as bridge_variables
+
+    return bridge_variables.linen_vars_to_nnx_attrs(variables)
+
+
+def nnx_to_linen_vars(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`linen_vars_to_nnx` (sharding metadata re-boxed)."""
+    from flax.nnx.bridge import variables as bridge_variables
+
+    return bridge_variables.nnx_attrs_to_linen_vars(attrs)
+
+
+def is_initializing(module: Any) -> bool:
+    """Whether ``nnx.bridge.lazy_init`` is running ``module``."""
+    state = getattr(module, "_pytree__state", None)
+    return bool(getattr(state, "initializing", False))
+
+
+# ---------------------------------------------------------------------------
 # Checks (tests/test_compat.py runs them on every stack).
 
 
@@ -267,6 +298,37 @@ def _check_registry() -> bool:
     )
 
 
+def _check_bridge_converters() -> bool:
+    from flax import nnx
+
+    linen = {
+        "params": {"Dense_0": {"kernel": jnp.ones(2)}},
+        "batch_stats": {"m": jnp.zeros(1)},
+    }
+    attrs = linen_vars_to_nnx(linen)
+    back = nnx_to_linen_vars(attrs)
+    return (
+        type(attrs["Dense_0"]["kernel"]) is nnx.Param
+        and type(attrs["m"]) is nnx.BatchStat
+        and str(jax.tree.structure(back)) == str(jax.tree.structure(linen))
+    )
+
+
+def _check_lazy_init_flag() -> bool:
+    from flax import nnx
+
+    seen: list[bool] = []
+
+    class Probe(nnx.Module):
+        def __call__(self) -> None:
+            seen.append(is_initializing(self))
+
+    probe = Probe()
+    probe()
+    nnx.bridge.lazy_init(probe)
+    return seen == [False, True] and not is_initializing(probe)
+
+
 #: name -> cheap check that the detail still behaves as relied on.
 CHECKS: dict[str, Callable[[], bool]] = {
     "linen_fold": lambda: _linen_fold_works.__wrapped__(),
@@ -274,4 +336,6 @@ CHECKS: dict[str, Callable[[], bool]] = {
     "interceptor_stack": _check_interceptor_stack,
     "kauldron_training_stack": _check_kauldron,
     "variable_registry": _check_registry,
+    "bridge_converters": _check_bridge_converters,
+    "lazy_init_flag": _check_lazy_init_flag,
 }

@@ -6,7 +6,10 @@ __all__ = ["RUNTIME_VERSION", "ModeError", "NnxgenError", "check_version"]
 
 #: Version of the contract between generated files and this runtime. Generated
 #: files record the version that wrote them and call :func:`check_version`.
-RUNTIME_VERSION = 1
+#: 1: Linen wrappers of NNX modules (``call``, ``WrapperSpec``); 2: adds NNX
+#: wrappers of Linen modules (``linen_init``, ``linen_call``). A generated file
+#: records the lowest version it needs.
+RUNTIME_VERSION = 2
 
 
 class NnxgenError(ValueError):
