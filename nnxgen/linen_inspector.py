@@ -184,6 +184,12 @@ def inspect_linen_class(
             p = p.replace(default=_FACTORY)
             text = dataclasses.replace(text, default=None) if text else None
         spec = inspector._param(ctx, cls, "__init__", p, text)
+        if p.default is _FACTORY:
+            spec = dataclasses.replace(
+                spec,
+                default_comment="a default_factory field: one value made by the "
+                "Linen field's factory, shared as a def default is",
+            )
         if p.kind is p.KEYWORD_ONLY or p.kind is p.POSITIONAL_OR_KEYWORD:
             spec = dataclasses.replace(spec, unhashable_default=False)
         fields.append(spec)
