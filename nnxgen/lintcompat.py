@@ -2,7 +2,8 @@
 
 Annotations and defaults are copied exactly as the NNX author wrote them, so
 they may use ``Optional[X]``, ``Union[...]`` or ``List[...]`` (ruff's pyupgrade
-rules UP045/UP007/UP006) or ``dict()`` (C408). (An implicit Optional,
+rules UP045/UP007/UP006, and UP035 for ``from typing import List``) or
+``dict()`` (C408). (An implicit Optional,
 ``x: int = None``, is written out by the inspector instead: type checkers
 reject it too.) nnxgen does not rewrite them; it records exactly the rules
 they trigger in a file-level ``# ruff: noqa:`` line (an unused code would itself
@@ -124,6 +125,13 @@ def noqa_codes(text: str) -> list[str]:
                 codes.add("UP006")
     if c408:
         codes.add("C408")
+    if any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "typing"
+        and any(a.name in _UP006 for a in node.names)
+        for node in tree.body
+    ):
+        codes.add("UP035")  # ``from typing import Tuple``: a deprecated import
     codes |= _string_annotation_codes(tree, annotations)
     return sorted(codes)
 

@@ -144,12 +144,33 @@ def linen_call(
 
     ``kwargs`` holds the arguments passed by keyword; the names in ``modes``
     (mode arguments, see the module docstring) are filled from the mode when
-    ``None``. Typed ``-> _R`` like :func:`nnxgen.runtime.call`: a type checker
+    ``None``; where neither the caller, a Linen field nor the mode sets one and the
+    Linen default is ``None``, Linen decides (``dropout_rate=0`` attention needs
+    no mode) and its "must be passed" error becomes a :class:`ModeError`. Typed
+    ``-> _R`` like :func:`nnxgen.runtime.call`: a type checker
     takes the generated method's own return annotation.
     """
     module: nn.Module = getattr(self, _MODULE)
+    unset: tuple[str, ...] = ()
     if modes:
-        kwargs = _fill_modes(self, module, method, kwargs, modes)
+        kwargs, unset = _fill_modes(self, module, method, kwargs, modes)
+    try:
+        result: _R = _run(self, module, method, args, kwargs)
+    except ValueError as err:  # Linen's merge_param: 'Parameter "x" must be passed ...'
+        arg = next((a for a in unset if f'"{a}" must be passed' in str(err)), None)
+        if arg is None:
+            raise
+        raise _mode_error(self, method, arg) from err
+    return result
+
+
+def _run(
+    self: nnx.Module,
+    module: nn.Module,
+    method: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     rngs = _draw(getattr(self, _RNGS))
     linen_method = None if method == "__call__" else method
     attrs = _state_attributes(self)
@@ -158,8 +179,7 @@ def linen_call(
             rngs, *args, method=linen_method, **kwargs
         )
         _store(self, variables)
-        result: _R = out
-        return result
+        return out
     variables = _compat.nnx_to_linen_vars(attrs)
     variables.pop(_INTERMEDIATES, None)  # sown values start empty on every call
     mutable = True if _compat.is_initializing(self) else _APPLY_MUTABLE
@@ -167,8 +187,7 @@ def linen_call(
         variables, *args, rngs=rngs, method=linen_method, mutable=mutable, **kwargs
     )
     _store(self, updates)
-    result = out
-    return result
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -189,15 +208,28 @@ def _class_of(module: nn.Module) -> Any:
     return type(module)
 
 
+_REQUIRED = object()
+
+
 @functools.cache
 def _linen_default_of(linen_cls: type, method: str, arg: str) -> Any:
+    """The Linen method's default for ``arg``; ``_REQUIRED`` where it has none."""
     try:
         param = inspect.signature(getattr(linen_cls, method)).parameters.get(arg)
     except (TypeError, ValueError):
         return None
     if param is None or param.default is inspect.Parameter.empty:
-        return None
+        return _REQUIRED
     return param.default
+
+
+def _mode_error(self: nnx.Module, method: str, arg: str) -> ModeError:
+    view = arg if arg == "use_running_average" else "deterministic"
+    return ModeError(
+        f"{type(self).__name__}.{method}: the Linen argument {arg!r} follows the NNX "
+        "mode, but none is set: call model.train() or model.eval() first (or use "
+        f"nnx.view(model, {view}=...)), or pass {arg}=... explicitly"
+    )
 
 
 def _fill_modes(
@@ -206,8 +238,11 @@ def _fill_modes(
     method: str,
     kwargs: dict[str, Any],
     modes: tuple[str, ...],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """``kwargs`` with the mode arguments filled, and those left to a Linen
+    default of ``None`` (Linen decides from its field, or raises)."""
     kwargs = dict(kwargs)
+    unset: tuple[str, ...] = ()
     for arg in modes:
         if kwargs.get(arg) is not None:
             continue  # passed explicitly
@@ -217,14 +252,13 @@ def _fill_modes(
         value = _mode_value(self, arg)
         if value is not None:
             kwargs[arg] = value
-        elif _linen_default_of(_class_of(module), method, arg) is None:
-            cls = type(self).__name__
-            raise ModeError(
-                f"{cls}.{method}: the Linen argument {arg!r} follows the NNX mode, but "
-                f"none is set: call model.train() or model.eval() first (or use "
-                f"nnx.view(model, deterministic=...)), or pass {arg}=... explicitly"
-            )
-    return kwargs
+            continue
+        default = _linen_default_of(_class_of(module), method, arg)
+        if default is _REQUIRED:
+            raise _mode_error(self, method, arg)
+        if default is None:
+            unset += (arg,)
+    return kwargs, unset
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,327 @@
+"""Linen -> NNX at run time: generated NNX wrappers of ``flax.linen`` layers and of
+the Linen golden examples, against Linen's own ``apply`` and ``nnx.bridge.ToNNX``.
+
+- every layer the issue names (Dense, Conv, Embed, LayerNorm, MultiHeadDotProductAttention,
+  LSTMCell, LSTMCell under ``nn.RNN``; BatchNorm and Dropout in train and eval) wrapped
+  straight from ``flax.linen``: the first call makes the layout ``ToNNX`` + ``lazy_init``
+  makes for the same seed (paths, variable types, values, rng counts), and outputs equal
+  ``Layer(...).apply`` on the wrapper's variables, call after call;
+- a second method (``Embed.attend``, ``LSTMCell.initialize_carry``) runs on the stored
+  variables; ``lazy_init`` of a second method adds what it needs and keeps what was
+  trained (``ToNNX`` re-initialises);
+- BatchNorm: ``.train()`` writes the new batch statistics back (equal to Linen's
+  ``mutable=["batch_stats"]``), ``.eval()`` normalises with them; an explicit argument
+  wins over the mode, a Linen field set at construction wins over both;
+- Dropout / the setup-based MLP example in training: the keys are the wrapper's streams
+  (reproduced from an identically seeded ``nnx.Rngs``), equal to ``ToNNX``; eval is the
+  identity / deterministic;
+- mode errors: a required mode argument with no mode set, and a Linen default of
+  ``None`` that Linen rejects, both raise ``ModeError`` naming ``.train()`` / ``.eval()``
+  and the argument; attention with ``dropout_rate=0`` needs no mode (as in Linen);
+  ``nnx.view`` sets the mode without touching the original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+from flax import nnx
+
+import nnxgen.runtime as rt
+from generated_examples import linen_cnn, linen_mlp
+from generated_examples.linen_cnn_nnx import CNN
+from generated_examples.linen_mlp_nnx import MLP
+
+LAYER_TARGETS = [
+    "flax.linen:Dense", "flax.linen:Conv", "flax.linen:Embed", "flax.linen:BatchNorm",
+    "flax.linen:LayerNorm", "flax.linen:Dropout", "flax.linen:MultiHeadDotProductAttention",
+    "flax.linen:LSTMCell", "flax.linen:RNN",
+]  # fmt: skip
+
+X = jax.random.normal(jax.random.key(1), (4, 6))
+X2 = jax.random.normal(jax.random.key(2), (4, 6)) * 2.0 + 1.0
+IMG = jax.random.normal(jax.random.key(3), (2, 6, 6, 2))
+TOK = jnp.array([[0, 3, 7], [9, 1, 1]])
+SEQ = jax.random.normal(jax.random.key(4), (2, 5, 6))
+
+
+@pytest.fixture(scope="module")
+def layers(wrap):
+    return wrap(*LAYER_TARGETS)
+
+
+def _lstm_carry():
+    return nn.LSTMCell(4).initialize_carry(jax.random.key(5), (2, 6))
+
+
+#: name -> (constructor arguments, call arguments); built the same way for
+#: the wrapper, ``flax.linen`` and ``ToNNX``.
+CASES = {
+    "Dense": (lambda: {"features": 3}, lambda: (X,)),
+    "Conv": (lambda: {"features": 3, "kernel_size": (3, 3)}, lambda: (IMG,)),
+    "Embed": (lambda: {"num_embeddings": 10, "features": 4}, lambda: (TOK,)),
+    "LayerNorm": (dict, lambda: (X2,)),
+    "MultiHeadDotProductAttention": (
+        lambda: {"num_heads": 2, "qkv_features": 8},
+        lambda: (SEQ,),
+    ),
+    "LSTMCell": (lambda: {"features": 4}, lambda: (_lstm_carry(), SEQ[:, 0])),
+    "RNN": (lambda: {"cell": nn.LSTMCell(4)}, lambda: (SEQ,)),
+}
+
+
+def _linen_vars(model: nnx.Module) -> dict:
+    """The Linen variables a wrapper (or ToNNX) holds, via flax's bridge converter."""
+    attrs = {
+        k: v
+        for k, v in vars(model).items()
+        if not k.startswith(("to_nnx__", "_pytree__"))
+        and isinstance(v, (nnx.Variable, Mapping))  # not the mode attributes
+    }
+    return nnx.bridge.variables.nnx_attrs_to_linen_vars(attrs)
+
+
+def _draw(rngs: nnx.Rngs) -> dict[str, jax.Array]:
+    """The keys one wrapper call draws: one per stream, ``default`` as ``params``."""
+    keys = {name: stream() for name, stream in rngs.items()}
+    if "params" not in keys and "default" in keys:
+        keys["params"] = keys.pop("default")
+    return keys
+
+
+def _flat(model: nnx.Module) -> dict[tuple, tuple[type, np.ndarray]]:
+    out = {}
+    for path, v in nnx.to_flat_state(nnx.state(model)):
+        value = v.get_value()
+        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            value = jax.random.key_data(value)
+        out[tuple(path)] = (type(v), np.asarray(value))
+    return out
+
+
+def _assert_same_state(a: nnx.Module, b: nnx.Module) -> None:
+    fa, fb = _flat(a), _flat(b)
+    assert sorted(fa) == sorted(fb)
+    for path in fa:
+        assert fa[path][0] is fb[path][0], (path, fa[path][0], fb[path][0])
+        np.testing.assert_array_equal(fa[path][1], fb[path][1], err_msg=str(path))
+
+
+def _assert_equal(a, b) -> None:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb) > 0
+    for u, v in zip(la, lb):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+# ---------------------------------------------------------------------------
+# flax.linen layers, wrapped directly.
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_layer_layout_is_tonnx_and_numbers_are_linen_apply(layers, name):
+    kwargs, inputs = CASES[name]
+    model = getattr(layers, name)(**kwargs(), rngs=nnx.Rngs(0))
+    assert _linen_vars(model) == {}  # nothing before the first call
+    y = model(*inputs())
+    ref = nnx.bridge.ToNNX(getattr(nn, name)(**kwargs()), rngs=nnx.Rngs(0))
+    ref.lazy_init(*inputs())
+    _assert_same_state(model, ref)
+    assert _linen_vars(model)["params"]  # a layer with parameters
+    linen = getattr(nn, name)(**kwargs())
+    expected = linen.apply(_linen_vars(model), *inputs())
+    _assert_equal(y, expected)
+    _assert_equal(model(*inputs()), expected)  # a later call: apply on the stored ones
+    _assert_equal(ref(*inputs()), expected)
+
+
+def test_embed_attend_runs_on_the_stored_table(layers):
+    model = layers.Embed(10, 4, rngs=nnx.Rngs(0))
+    model(TOK)
+    query = jax.random.normal(jax.random.key(6), (3, 4))
+    got = model.attend(query)
+    table = model.embedding.get_value()
+    np.testing.assert_allclose(np.asarray(got), np.asarray(query @ table.T), rtol=1e-6)
+    _assert_equal(got, nn.Embed(10, 4).apply(_linen_vars(model), query, method="attend"))
+
+
+def test_lstm_initialize_carry_through_the_wrapper(layers):
+    model = layers.LSTMCell(4, rngs=nnx.Rngs(0))
+    carry = model.initialize_carry(jax.random.key(5), (2, 6))
+    _assert_equal(carry, _lstm_carry())
+    assert _linen_vars(model) == {}  # initialize_carry makes no variables
+    (c, h), out = model(carry, SEQ[:, 0])
+    ref = nn.LSTMCell(4).apply(_linen_vars(model), carry, SEQ[:, 0])
+    _assert_equal(((c, h), out), ref)
+
+
+def test_lazy_init_of_a_second_method_keeps_trained_parameters():
+    model = MLP(5, 3, rngs=nnx.Rngs(0))
+    model.eval()
+    nnx.bridge.lazy_init(model, X)
+    trained = jax.tree.map(lambda a: a + 1.0, nnx.state(model, nnx.Param))
+    nnx.update(model, trained)
+    before = _flat(model)
+    nnx.bridge.lazy_init(model.embed, X)  # a second method, under lazy_init
+    after = _flat(model)
+    assert sorted(after) == sorted(before)
+    for path, (kind, value) in before.items():
+        if kind is nnx.Param:
+            np.testing.assert_array_equal(after[path][1], value, err_msg=str(path))
+    got = model.embed(X)
+    expected = linen_mlp.MLP(5, 3).apply(_linen_vars(model), X, False, method="embed")
+    _assert_equal(got, expected)
+    # ToNNX re-initialises the parameters in the same situation
+    ref = nnx.bridge.ToNNX(linen_mlp.MLP(5, 3), rngs=nnx.Rngs(0)).lazy_init(X, False)
+    nnx.update(ref, trained)
+    ref.lazy_init(X, False, method="embed")
+    kernel = ("dense1", "kernel")
+    assert not np.array_equal(_flat(ref)[kernel][1], before[kernel][1])
+
+
+# ---------------------------------------------------------------------------
+# BatchNorm and Dropout: the mode, write-back and keys.
+
+
+def test_batchnorm_train_writes_statistics_back_and_eval_uses_them(layers):
+    model = layers.BatchNorm(momentum=0.8, rngs=nnx.Rngs(0))
+    linen = nn.BatchNorm(momentum=0.8)
+    model.train()
+    model(X)  # the first call makes the variables (Linen's init updates nothing)
+    init_vars = _linen_vars(model)
+    y = model(X2)
+    y_ref, updates = linen.apply(
+        init_vars, X2, use_running_average=False, mutable=["batch_stats"]
+    )
+    _assert_equal(y, y_ref)
+    _assert_equal(_linen_vars(model)["batch_stats"], updates["batch_stats"])
+    assert not np.allclose(np.asarray(model.mean.get_value()), 0.0)
+    model.eval()
+    stats = _linen_vars(model)
+    y_eval = model(X)
+    _assert_equal(y_eval, linen.apply(stats, X, use_running_average=True))
+    _assert_equal(_linen_vars(model), stats)  # eval changes nothing
+    # an explicit argument wins over the mode
+    model(X, use_running_average=False)
+    assert not np.array_equal(
+        np.asarray(model.mean.get_value()), np.asarray(stats["batch_stats"]["mean"])
+    )
+
+
+def test_batchnorm_field_wins_over_the_mode(layers):
+    model = layers.BatchNorm(use_running_average=True, rngs=nnx.Rngs(0))
+    model.train()
+    model(X)
+    stats = _linen_vars(model)
+    y = model(X2)
+    _assert_equal(_linen_vars(model), stats)  # running averages: nothing updated
+    _assert_equal(y, nn.BatchNorm(use_running_average=True).apply(stats, X2))
+
+
+def test_dropout_follows_the_mode_with_the_wrappers_keys(layers):
+    model = layers.Dropout(0.5, rngs=nnx.Rngs(dropout=3))
+    model.eval()
+    _assert_equal(model(X), X)
+    model.train()
+    first, second = model(X), model(X)
+    keys = nnx.Rngs(dropout=3).fork()
+    _draw(keys)  # the eval call drew too
+    for got in (first, second):
+        expected = nn.Dropout(0.5).apply({}, X, deterministic=False, rngs=_draw(keys))
+        _assert_equal(got, expected)
+    assert not np.array_equal(np.asarray(first), np.asarray(second))
+    kept = np.asarray(first) != 0.0
+    assert 0 < kept.sum() < kept.size  # some dropped, the rest scaled by 1 / (1 - rate)
+    np.testing.assert_allclose(np.asarray(first)[kept], 2.0 * np.asarray(X)[kept], rtol=1e-6)
+    ref = nnx.bridge.ToNNX(nn.Dropout(0.5), rngs=nnx.Rngs(dropout=3))
+    ref(X, deterministic=True)
+    _assert_equal(ref(X, deterministic=False), first)
+
+
+def test_setup_based_mlp_in_training_equals_linen_and_tonnx():
+    seeds = {"params": 0, "dropout": 1}
+    model = MLP(5, 3, dropout_rate=0.5, rngs=nnx.Rngs(**seeds))
+    model.train()
+    model(X)
+    before = _linen_vars(model)
+    y = model(X2)
+    keys = nnx.Rngs(**seeds).fork()
+    _draw(keys)  # the first call's keys
+    y_ref, updates = linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(
+        before, X2, True, rngs=_draw(keys), mutable=["batch_stats"]
+    )
+    _assert_equal(y, y_ref)
+    _assert_equal(_linen_vars(model)["batch_stats"], updates["batch_stats"])
+    ref = nnx.bridge.ToNNX(linen_mlp.MLP(5, 3, dropout_rate=0.5), rngs=nnx.Rngs(**seeds))
+    ref.lazy_init(X, True)
+    _assert_equal(ref(X2, True, mutable=["batch_stats"]), y)
+    model.eval()
+    stats = _linen_vars(model)
+    _assert_equal(model(X), linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(stats, X, False))
+
+
+# ---------------------------------------------------------------------------
+# Mode errors and nnx.view.
+
+
+def test_required_mode_argument_without_a_mode_is_a_mode_error():
+    model = CNN(4, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(rt.ModeError) as err:
+        model(IMG)
+    msg = str(err.value)
+    assert "CNN.__call__" in msg and "'use_running_average'" in msg
+    assert "model.train() or model.eval()" in msg
+    assert "nnx.view(model, use_running_average=...)" in msg
+    assert _linen_vars(model) == {}  # nothing half-made
+    model.eval()
+    y = model(IMG)
+    expected = linen_cnn.CNN(4, 3).apply(_linen_vars(model), IMG, True)
+    _assert_equal(y, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "arg"),
+    [
+        ("Dropout", {"rate": 0.5}, "deterministic"),
+        ("BatchNorm", {}, "use_running_average"),
+        ("MultiHeadDotProductAttention", {"num_heads": 2, "dropout_rate": 0.5}, "deterministic"),
+    ],
+)
+def test_linen_none_default_rejected_by_linen_is_a_mode_error(layers, name, kwargs, arg):
+    model = getattr(layers, name)(**kwargs, rngs=nnx.Rngs(0))
+    with pytest.raises(rt.ModeError, match=rf"'{arg}' follows the NNX mode") as err:
+        model(SEQ)
+    assert "model.train() or model.eval()" in str(err.value)
+    assert isinstance(err.value.__cause__, ValueError)  # Linen's own error, chained
+    model.eval()
+    assert model(SEQ).shape == SEQ.shape
+
+
+def test_attention_without_dropout_needs_no_mode(layers):
+    model = layers.MultiHeadDotProductAttention(num_heads=2, rngs=nnx.Rngs(0))
+    y = model(SEQ)
+    linen = nn.MultiHeadDotProductAttention(num_heads=2)
+    _assert_equal(y, linen.apply(_linen_vars(model), SEQ))
+
+
+@pytest.mark.skipif(not hasattr(nnx, "view"), reason="nnx.view is newer than this flax")
+def test_nnx_view_sets_the_mode_and_leaves_the_original():
+    model = CNN(4, 3, rngs=nnx.Rngs(0))
+    evaluating = nnx.view(model, use_running_average=True)
+    y = evaluating(IMG)
+    assert model.use_running_average is None  # the original keeps no mode
+    with pytest.raises(rt.ModeError):
+        CNN(4, 3, rngs=nnx.Rngs(0))(IMG)
+    _assert_equal(y, linen_cnn.CNN(4, 3).apply(_linen_vars(evaluating), IMG, True))
+    training = nnx.view(evaluating, use_running_average=False)
+    before = _linen_vars(training)["batch_stats"]
+    training(IMG)
+    assert not np.array_equal(
+        np.asarray(jax.tree.leaves(_linen_vars(training)["batch_stats"])[0]),
+        np.asarray(jax.tree.leaves(before)[0]),
+    )
