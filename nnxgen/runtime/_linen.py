@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -186,7 +187,24 @@ def _run(
     out, updates = module.apply(
         variables, *args, rngs=rngs, method=linen_method, mutable=mutable, **kwargs
     )
-    _store(self, updates)
+    _store(self, _changed(variables, updates))
+    return out
+
+
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The collections of ``after`` that the call changed: Linen hands the mutable
+    collections it did not touch back as they came in (the same leaves), and
+    converting and writing those back would be work for nothing (eval)."""
+    out = {}
+    for name, value in after.items():
+        old = before.get(name)
+        if old is not None:
+            leaves, tree = jax.tree.flatten(value)
+            old_leaves, old_tree = jax.tree.flatten(old)
+            same = bool(operator.eq(tree, old_tree))
+            if same and all(map(operator.is_, leaves, old_leaves)):
+                continue
+        out[name] = value
     return out
 
 
