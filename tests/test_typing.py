@@ -226,6 +226,42 @@ def test_mypy_on_a_user_file_importing_a_wrapper_with_the_wheel_installed(user_e
         "stubs or py.typed marker" in no_marker.stdout  # fmt: skip
 
 
+USER_FILE_NNX = '''
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from generated_examples.linen_mlp_nnx import MLP
+
+model = MLP(dmid=8, dout=2, rngs=nnx.Rngs(0))
+model.eval()
+x = jnp.ones((4, 3))
+y: jax.Array = model(x)
+h: jax.Array = model.embed(x, train=True)
+reveal_type(model.__call__)
+'''
+
+
+def test_mypy_on_a_user_file_importing_an_nnx_wrapper_of_linen(user_env):
+    """The Linen -> NNX direction is typed too: fields, rngs, mode arguments, methods."""
+    vpy, _, proj = user_env
+    (proj / "user_nnx.py").write_text(USER_FILE_NNX)
+    cache = ["--cache-dir", str(proj / ".mypy_cache")]
+    ok = mypy("user_nnx.py", *cache, cwd=proj, python=vpy)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    revealed = ok.stdout.replace("jax._src.basearray.Array", "jax.Array")
+    assert '"def (x: jax.Array, train: bool | None =) -> jax.Array"' in revealed, ok.stdout
+    for old, new, message in [
+        ('dmid=8', 'dmid="8"', 'Argument "dmid" to "MLP" has incompatible type "str"; expected "int"'),
+        (", rngs=nnx.Rngs(0)", "", 'Missing named argument "rngs" for "MLP"'),
+        ("train=True", 'train="yes"', 'Argument "train" to "embed" of "MLP" has incompatible type "str"'),
+    ]:  # fmt: skip
+        (proj / "user_nnx.py").write_text(USER_FILE_NNX.replace(old, new))
+        bad = mypy("user_nnx.py", *cache, cwd=proj, python=vpy)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert message in bad.stdout, bad.stdout
+
+
 RUNTIME = "nnxgen/runtime" if (ROOT / "nnxgen" / "runtime").is_dir() else "nnxgen/runtime.py"
 
 
