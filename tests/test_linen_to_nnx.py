@@ -325,3 +325,58 @@ def test_nnx_view_sets_the_mode_and_leaves_the_original():
         np.asarray(jax.tree.leaves(_linen_vars(training)["batch_stats"])[0]),
         np.asarray(jax.tree.leaves(before)[0]),
     )
+
+
+# ---------------------------------------------------------------------------
+# Bad input at run time: one-line errors naming the thing and the fix.
+
+
+class _Clash(nn.Module):
+    """A Linen submodule named like an ``nnx.Module`` member (``eval``)."""
+
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2, name="out")(nn.Dense(3, name="eval")(x))
+
+
+class _ClashNNX(nnx.Module):
+    """What the generator writes for ``_Clash`` (its runtime calls, by hand)."""
+
+    def __init__(self, module=None, *, rngs: nnx.Rngs) -> None:
+        rt.linen_init(self, _Clash() if module is None else module, rngs)
+
+    def __call__(self, x):
+        return rt.linen_call(self, "__call__", (x,), {})
+
+
+def test_a_linen_name_that_is_an_nnx_member_is_an_error_and_nothing_is_stored():
+    model = _ClashNNX(rngs=nnx.Rngs(0))
+    with pytest.raises(rt.NnxgenError) as err:
+        model(X)
+    assert str(err.value) == (
+        "_ClashNNX: the Linen module has a variable or submodule named 'eval', which is "
+        "also a member of the NNX wrapper; rename it in the Linen module"
+    )
+    assert _linen_vars(model) == {}  # not 'out' without 'eval'
+    assert model.eval == nnx.Module.eval.__get__(model)  # the NNX method is intact
+
+
+def test_rngs_and_module_arguments_are_checked():
+    with pytest.raises(rt.NnxgenError) as err:
+        CNN(4, 3, rngs="0")  # type: ignore[arg-type]
+    assert str(err.value) == "CNN(rngs=...) takes an nnx.Rngs (e.g. rngs=nnx.Rngs(0)), not str"
+    with pytest.raises(rt.NnxgenError, match="expected a flax.linen.Module to wrap, got int"):
+        _ClashNNX(3, rngs=nnx.Rngs(0))
+    # an int seed works like nnx.Rngs(seed), a key as ToNNX takes one
+    model = CNN(4, 3, rngs=0)  # type: ignore[arg-type]
+    model.eval()
+    model(IMG)
+    ref = CNN(4, 3, rngs=nnx.Rngs(0))
+    ref.eval()
+    ref(IMG)
+    _assert_equal(_linen_vars(model), _linen_vars(ref))
+    model = CNN(4, 3, rngs=jax.random.key(7))  # type: ignore[arg-type]
+    nnx.bridge.lazy_init(model, IMG, use_running_average=True)
+    tonnx = nnx.bridge.ToNNX(linen_cnn.CNN(4, 3), rngs=jax.random.key(7))
+    tonnx.lazy_init(IMG, True)
+    _assert_same_state(model, tonnx)

@@ -78,7 +78,9 @@ def linen_init(
 ) -> None:
     """Set up ``self`` (a generated NNX wrapper) to run the Linen ``module``.
 
-    ``rngs`` is forked, as ``ToNNX`` does; ``modes`` adds the
+    ``rngs`` is forked, as ``ToNNX`` does (an int seed is taken as
+    ``nnx.Rngs(seed)``, a key as ``ToNNX`` takes one: the ``params`` stream);
+    ``modes`` adds the
     ``deterministic`` / ``use_running_average`` attributes that
     ``.train()`` / ``.eval()`` / ``nnx.view`` set.
     """
@@ -89,11 +91,12 @@ def linen_init(
         )
     if isinstance(rngs, nnx.Rngs):
         forked = rngs.fork()
-    elif isinstance(rngs, int) or (
-        isinstance(rngs, jax.Array)
-        and jax.dtypes.issubdtype(rngs.dtype, jax.dtypes.prng_key)
+    elif isinstance(rngs, int) and not isinstance(rngs, bool):
+        forked = nnx.Rngs(rngs).fork()  # as rngs=nnx.Rngs(seed)
+    elif isinstance(rngs, jax.Array) and (
+        jax.dtypes.issubdtype(rngs.dtype, jax.dtypes.prng_key) or rngs.shape == (2,)
     ):
-        forked = nnx.Rngs(rngs)
+        forked = nnx.Rngs(params=rngs)  # as ToNNX(module, rngs=key)
     else:
         raise NnxgenError(
             f"{cls}(rngs=...) takes an nnx.Rngs (e.g. rngs=nnx.Rngs(0)), "
@@ -347,7 +350,8 @@ def _store(self: nnx.Module, variables: Mapping[str, Any]) -> None:
         return
     own = vars(self)
     members = _members(type(self))
-    for name, value in _compat.linen_vars_to_nnx(variables).items():
+    converted = _compat.linen_vars_to_nnx(variables)
+    for name in converted:  # every name checked before anything is stored
         if (
             name in members
             or name.startswith(("to_nnx__", "_pytree__"))
@@ -358,6 +362,7 @@ def _store(self: nnx.Module, variables: Mapping[str, Any]) -> None:
                 f"named {name!r}, which is also a member of the NNX wrapper; rename it "
                 "in the Linen module"
             )
+    for name, value in converted.items():
         current = own.get(name)
         merged = _merge(current, value)
         if merged is not current:
