@@ -32,6 +32,9 @@ fallback that stays correct when the detail is gone:
   a flax without them has no ``ToNNX`` layout to match.
 - ``is_initializing``: ``Pytree._pytree__state.initializing``, what
   ``nnx.bridge.lazy_init`` sets (and ``ToNNX`` reads). Fallback: False.
+- ``is_linen_bridge``: ``ToNNX`` keeps its Linen module in the attribute
+  ``to_nnx__module`` and its variables in ``linen_vars_to_nnx``'s layout
+  (nnxgen's NNX wrappers of Linen modules do the same). No fallback.
 """
 
 from __future__ import annotations
@@ -262,6 +265,27 @@ def is_initializing(module: Any) -> bool:
 # Checks (tests/test_compat.py runs them on every stack).
 
 
+#: The attribute ``nnx.bridge.ToNNX`` (and nnxgen's NNX wrappers) hold the Linen module in.
+TONNX_MODULE = "to_nnx__module"
+
+
+def is_linen_bridge(node: Any) -> bool:
+    """``node`` runs a Linen module in ToNNX's layout (``ToNNX`` or a generated
+    NNX wrapper of a Linen module)."""
+    from flax import nnx
+
+    return isinstance(node, nnx.Module) and TONNX_MODULE in vars(node)
+
+
+def _check_tonnx_layout() -> bool:
+    from flax import nnx
+
+    bridge = nnx.bridge.ToNNX(nn.Dense(2), rngs=nnx.Rngs(0))
+    lazy_init: Any = nnx.bridge.lazy_init  # untyped in some flax releases
+    lazy_init(bridge, jnp.ones((1, 3)))
+    return is_linen_bridge(bridge) and type(vars(bridge).get("kernel")) is nnx.Param
+
+
 def _check_module_stack() -> bool:
     stack = getattr(getattr(nn.module, "_context", None), "module_stack", None)
     if not isinstance(stack, list):
@@ -338,4 +362,5 @@ CHECKS: dict[str, Callable[[], bool]] = {
     "variable_registry": _check_registry,
     "bridge_converters": _check_bridge_converters,
     "lazy_init_flag": _check_lazy_init_flag,
+    "tonnx_layout": _check_tonnx_layout,
 }

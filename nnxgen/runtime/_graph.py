@@ -206,13 +206,13 @@ def _abstract_entry(
         key = jax.random.key(0)
     try:
         try:
-            jax.eval_shape(build, key, False)
+            jax.eval_shape(lambda k: build(k, False), key)
         except _RawArrays:
             # Raw-array attributes (LPIPS' shift and scale) are state in pure
             # NNX but static when traced: build with the constants the
             # constructor computes concrete; only key-dependent values
             # (initializers) are traced.
-            jax.eval_shape(build, key, True)
+            jax.eval_shape(lambda k: build(k, True), key)
     except _NEEDS_CONCRETE:
         # The constructor turns an array that depends on the key into a Python
         # or numpy value: build it for real, once per configuration, eagerly
@@ -265,7 +265,13 @@ def _attach(
         ) from None
     parent = module
     try:
-        for k in path[:-1]:
+        for i, k in enumerate(path[:-1]):
+            if _compat.is_linen_bridge(parent) and isinstance(k, str):
+                # A Linen module inside NNX (``nnx.bridge.ToNNX`` or an nnxgen NNX
+                # wrapper) made its variables on its first call: ToNNX's layout,
+                # nested dicts under the attribute named by the first path element.
+                _attach_bridged(parent, var_type, path[i:], value, cls_name, col, path)
+                return
             if (
                 isinstance(parent, nnx.Pytree)
                 and isinstance(k, str)
@@ -283,11 +289,44 @@ def _attach(
         or getattr(parent, name, None) is not None
         or not hasattr(value, "shape")
     ):
-        raise NnxgenError(
-            f"{cls_name}: unknown variables {_path_str(col, path)}; the module has "
-            f"no such state. Pass variables made by {cls_name}(...).init."
-        )
+        raise _unknown_variables(cls_name, col, path)
     setattr(parent, name, var_type(jnp.zeros(value.shape, value.dtype)))
+
+
+def _unknown_variables(cls_name: str, col: str, path: tuple[Any, ...]) -> NnxgenError:
+    return NnxgenError(
+        f"{cls_name}: unknown variables {_path_str(col, path)}; the module has "
+        f"no such state. Pass variables made by {cls_name}(...).init."
+    )
+
+
+def _attach_bridged(
+    bridge: Any,
+    var_type: Any,
+    rest: tuple[Any, ...],
+    value: Any,
+    cls_name: str,
+    col: str,
+    path: tuple[Any, ...],
+) -> None:
+    """:func:`_attach` below a Linen module run in ToNNX's layout: the variable
+    at ``rest`` (attribute, then nested dict keys), as ``linen_vars_to_nnx``
+    places it."""
+    name, *inner = map(str, rest)
+    current = vars(bridge).get(name)
+    if not inner:
+        if current is not None or not hasattr(value, "shape"):
+            raise _unknown_variables(cls_name, col, path)
+        setattr(bridge, name, var_type(jnp.zeros(value.shape, value.dtype)))
+        return
+    tree = dict(current) if isinstance(current, dict) else {}
+    node = tree
+    for k in inner[:-1]:
+        node = node.setdefault(k, {})
+    if inner[-1] in node or not hasattr(value, "shape"):
+        raise _unknown_variables(cls_name, col, path)
+    node[inner[-1]] = var_type(jnp.zeros(value.shape, value.dtype))
+    setattr(bridge, name, nnx.data(tree))
 
 
 def _extended_entry(

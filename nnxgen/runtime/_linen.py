@@ -66,7 +66,7 @@ MODE_ARGUMENTS: dict[str, bool] = {
 #: The wrapper's mode attributes (what ``.train()`` / ``.eval()`` set).
 MODE_ATTRIBUTES = ("deterministic", "use_running_average")
 
-_MODULE = "to_nnx__module"
+_MODULE = _compat.TONNX_MODULE
 _RNGS = "to_nnx__rngs"
 _INTERMEDIATES = "intermediates"
 #: Every collection but ``params`` may change during a call and is written back.
