@@ -280,3 +280,27 @@ def test_linen_transforms_and_interceptors_get_the_output(w, transform):
     assert_same(again, first)
     if transform in ("remat", "intercept"):  # (vmap and jit lift the rngs)
         assert_same(first, w.Plain(3, 4).init(KEY, X))
+
+
+def test_apply_layout_of_a_new_configuration_is_traced_not_built(w, monkeypatch):
+    """``apply`` needs the module's layout (graphdef, paths) once per configuration:
+    the constructor runs under ``jax.eval_shape`` (an abstract key, no initializer
+    computes anything), not for real."""
+    from nnxgen.runtime import _graph
+
+    keys: list[object] = []
+    construct = _graph._construct
+
+    def spy(wrapper, rngs):
+        keys.append(rngs["params"])
+        return construct(wrapper, rngs)
+
+    model = w.Plain(3, 5)
+    variables = model.init(KEY, X)
+    rt.clear_cache()
+    monkeypatch.setattr(_graph, "_construct", spy)
+    y = model.apply(variables, X)
+    assert keys and all(isinstance(k, jax.core.Tracer) for k in keys), keys
+    kernel = variables["params"]["linear"]["kernel"]
+    bias = variables["params"]["linear"]["bias"]
+    np.testing.assert_allclose(np.asarray(y), np.asarray(X @ kernel + bias), rtol=1e-6)
