@@ -222,16 +222,23 @@ def test_lazy_hybrid_applies_like_pure_nnx(wrap, fixtures_on_path):
     _close(model.apply(v, X, train=False), ref(X))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nnxgen limitation: in training with no 'dropout' rng the legacy Linen "
-    "Dropout falls back to the 'params' stream, which the Linen wrapper fills with "
-    "a fixed key instead of raising (plain Linen raises InvalidRngError)",
-)
 def test_hybrid_train_without_dropout_rng_raises(hybrid):
+    """Plain Linen raises for a Dropout with no ``dropout`` rng; so does the wrapper
+    (not Linen's fallback to a ``params`` stream holding a fixed key)."""
     model, v = hybrid
-    with pytest.raises(NnxgenError, match="dropout"):
+    with pytest.raises(NnxgenError) as err:
         model.apply(v, X, train=True, mutable=["batch_stats"])
+    assert str(err.value) == (
+        "Hybrid: the NNX module draws from the rng stream 'dropout' in training, but no "
+        "'dropout' rng was passed: call apply(..., rngs={'dropout': key})."
+    )
+    # a params rng passed by the caller serves, as Linen's fallback does: masks vary
+    ys = [
+        model.apply(v, X, train=True, rngs={"params": k}, mutable=["batch_stats"])[0]
+        for k in (K_DROP, jax.random.key(7))
+    ]
+    assert not np.allclose(ys[0], ys[1])
+    model.apply(v, X, train=False)  # eval draws nothing
 
 
 # ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from nnxgen.runtime._mode import (
     _set_mode,
 )
 from nnxgen.runtime._rngs import (
+    FallbackParamsStream,
     _linen_rngs,
     _method_rngs,
     _missing_streams,
@@ -174,12 +175,16 @@ def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
     if extras:  # state that a method created after construction (a cache)
         entry = _extended_entry(linen, entry, extras)
     state = _gather_state(cls_name, entry, variables)
-    missing = (
-        _put_rng_state(state, entry, linen, mode is True) if entry.rng_leaves else []
+    missing, fallback = (
+        _put_rng_state(state, entry, linen, mode is True)
+        if entry.rng_leaves
+        else ([], [])
     )
     module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
     for rng in missing:
         _node_at(module, rng.path).__class__ = _MissingRngStream
+    for rng in fallback:
+        _node_at(module, rng.path).__class__ = FallbackParamsStream
     if entry.rngs_nodes:
         _serve_streams(linen, entry, module)
     return entry, module

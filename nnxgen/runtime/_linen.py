@@ -39,16 +39,19 @@ from __future__ import annotations
 import functools
 import inspect
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import jax
+from flax import errors as flax_errors
 from flax import linen as nn
 from flax import nnx
 from flax.core.scope import DenyList
 
 from nnxgen.runtime import _compat
 from nnxgen.runtime._errors import ModeError, NnxgenError
+from nnxgen.runtime._rngs import FallbackParamsStream, missing_stream_error
 
 __all__ = ["linen_call", "linen_default", "linen_init", "linen_set_view"]
 
@@ -175,15 +178,36 @@ def _run(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    rngs = _draw(getattr(self, _RNGS))
     linen_method = None if method == "__call__" else method
     attrs = _state_attributes(self)
+    applying = bool(attrs) and not _compat.is_initializing(self)
+    rngs, held_back = _draw(getattr(self, _RNGS), hold_back=applying)
+    if held_back:
+        try:
+            return _apply(self, module, linen_method, args, kwargs, attrs, rngs)
+        except flax_errors.InvalidRngError as err:
+            found = re.search(r'needs PRNG for "([^"]+)"', str(err))
+            if found is None:  # another wording: Linen's own error says it
+                raise
+            raise missing_stream_error(found[1]) from err
     if not attrs:
         out, variables = module.init_with_output(
             rngs, *args, method=linen_method, **kwargs
         )
         _store(self, variables)
         return out
+    return _apply(self, module, linen_method, args, kwargs, attrs, rngs)
+
+
+def _apply(
+    self: nnx.Module,
+    module: nn.Module,
+    linen_method: str | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    attrs: dict[str, Any],
+    rngs: dict[str, jax.Array],
+) -> Any:
     variables = _compat.nnx_to_linen_vars(attrs)
     variables.pop(_INTERMEDIATES, None)  # sown values start empty on every call
     mutable = True if _compat.is_initializing(self) else _APPLY_MUTABLE
@@ -286,13 +310,22 @@ def _fill_modes(
 # Rngs and state.
 
 
-def _draw(rngs: nnx.Rngs) -> dict[str, jax.Array]:
-    """One key from every stream, ``default`` serving as ``params`` (as ToNNX)."""
+def _draw(rngs: nnx.Rngs, *, hold_back: bool) -> tuple[dict[str, jax.Array], bool]:
+    """One key from every stream, ``default`` serving as ``params`` (as ToNNX),
+    and whether a :class:`FallbackParamsStream` was held back (``hold_back``:
+    the variables exist, nothing is initialised, so Linen needs no ``params``
+    key but would serve a missing stream from it)."""
     streams: Callable[[], Iterable[tuple[str, Any]]] = rngs.items
-    keys = {name: stream() for name, stream in streams()}
+    keys = {}
+    held_back = False
+    for name, stream in streams():
+        if hold_back and isinstance(stream, FallbackParamsStream):
+            held_back = True
+            continue
+        keys[name] = stream()
     if "params" not in keys and "default" in keys:
         keys["params"] = keys.pop("default")
-    return keys
+    return keys, held_back
 
 
 def _is_state(value: Any) -> bool:

@@ -124,6 +124,21 @@ class _MissingRngStream(nnx.RngStream):
         raise _missing_stream_error(self.tag, state[2] if state else "")
 
 
+class FallbackParamsStream(nnx.RngStream):
+    """The ``params`` stream in training when the caller passed no ``params`` rng:
+    a fixed key, there only for modules that draw every stream to initialise
+    lazily (``ToNNX``). nnxgen's NNX wrappers of Linen modules do not hand it to
+    Linen once their variables exist, so a Linen layer that would fall back to
+    ``params`` for its own stream (``nn.Dropout`` with no ``dropout`` rng)
+    raises, as in plain Linen, instead of reusing one fixed mask."""
+
+
+def missing_stream_error(name: str) -> NnxgenError:
+    """:func:`_missing_stream_error` for the wrapper whose ``apply`` is running."""
+    state = getattr(_policy, "state", None)
+    return _missing_stream_error(name, state[2] if state else "")
+
+
 @functools.cache
 def _rngs_optional(cls: type, method: str) -> bool:
     param = inspect.signature(getattr(cls, method)).parameters.get("rngs")
@@ -229,29 +244,31 @@ def _typed_key(key: jax.Array) -> jax.Array:
 
 def _put_rng_state(
     state: dict[Any, Any], entry: _Entry, linen: nn.Module, strict: bool
-) -> list[_RngLeaf]:
+) -> tuple[list[_RngLeaf], list[_RngLeaf]]:
     """Fill rng keys from Linen streams (``make_rng(tag)``, in state order).
 
-    A stream Linen does not have gets a fixed derived key, or, when ``strict``
-    (training), is returned so that it raises if drawn from.
+    A stream Linen does not have gets a fixed derived key; when ``strict``
+    (training) it is returned in the first list so that it raises if drawn
+    from, or, for ``params``, in the second (see :class:`FallbackParamsStream`).
     """
     scope = linen.scope
     assert scope is not None
-    missing = []
+    missing: list[_RngLeaf] = []
+    fallback: list[_RngLeaf] = []
     for rng in entry.rng_leaves:
         count = _zero_count(rng.shape)
         if rng.tag in scope.rngs:
             key, count = _linen_stream(linen, rng.tag, rng.shape)
         else:
             key = _fixed_key(rng.tag, rng.shape)
-            if strict and rng.tag != "params":
-                missing.append(rng)
+            if strict:
+                (fallback if rng.tag == "params" else missing).append(rng)
         node = state
         for k in rng.path:
             node = node.setdefault(k, {})
         node["key"] = key
         node["count"] = count
-    return missing
+    return missing, fallback
 
 
 @functools.cache
