@@ -18,11 +18,18 @@ the Linen golden examples, against Linen's own ``apply`` and ``nnx.bridge.ToNNX`
 - mode errors: a required mode argument with no mode set, and a Linen default of
   ``None`` that Linen rejects, both raise ``ModeError`` naming ``.train()`` / ``.eval()``
   and the argument; attention with ``dropout_rate=0`` needs no mode (as in Linen);
-  ``nnx.view`` sets the mode without touching the original.
+  ``nnx.view`` sets the mode without touching the original;
+- bad input at run time (a Linen name that is an ``nnx.Module`` member, a wrong ``rngs``
+  or module) is a one-line error, nothing half-stored; ``rngs=<int>`` / a key work;
+- idioms of projects that keep Linen parts: openpi's ``init(self)`` method run by
+  ``lazy_init`` (= ``ToNNX(...).lazy_init(method="init")``), and a decode cache
+  (``decode=True`` attention) written back call by call, eager and under ``nnx.jit``.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Mapping
 
 import jax
@@ -147,7 +154,9 @@ def test_embed_attend_runs_on_the_stored_table(layers):
     got = model.attend(query)
     table = model.embedding.get_value()
     np.testing.assert_allclose(np.asarray(got), np.asarray(query @ table.T), rtol=1e-6)
-    _assert_equal(got, nn.Embed(10, 4).apply(_linen_vars(model), query, method="attend"))
+    _assert_equal(
+        got, nn.Embed(10, 4).apply(_linen_vars(model), query, method="attend")
+    )
 
 
 def test_lstm_initialize_carry_through_the_wrapper(layers):
@@ -237,7 +246,9 @@ def test_dropout_follows_the_mode_with_the_wrappers_keys(layers):
     assert not np.array_equal(np.asarray(first), np.asarray(second))
     kept = np.asarray(first) != 0.0
     assert 0 < kept.sum() < kept.size  # some dropped, the rest scaled by 1 / (1 - rate)
-    np.testing.assert_allclose(np.asarray(first)[kept], 2.0 * np.asarray(X)[kept], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(first)[kept], 2.0 * np.asarray(X)[kept], rtol=1e-6
+    )
     ref = nnx.bridge.ToNNX(nn.Dropout(0.5), rngs=nnx.Rngs(dropout=3))
     ref(X, deterministic=True)
     _assert_equal(ref(X, deterministic=False), first)
@@ -257,12 +268,16 @@ def test_setup_based_mlp_in_training_equals_linen_and_tonnx():
     )
     _assert_equal(y, y_ref)
     _assert_equal(_linen_vars(model)["batch_stats"], updates["batch_stats"])
-    ref = nnx.bridge.ToNNX(linen_mlp.MLP(5, 3, dropout_rate=0.5), rngs=nnx.Rngs(**seeds))
+    ref = nnx.bridge.ToNNX(
+        linen_mlp.MLP(5, 3, dropout_rate=0.5), rngs=nnx.Rngs(**seeds)
+    )
     ref.lazy_init(X, True)
     _assert_equal(ref(X2, True, mutable=["batch_stats"]), y)
     model.eval()
     stats = _linen_vars(model)
-    _assert_equal(model(X), linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(stats, X, False))
+    _assert_equal(
+        model(X), linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(stats, X, False)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -289,10 +304,16 @@ def test_required_mode_argument_without_a_mode_is_a_mode_error():
     [
         ("Dropout", {"rate": 0.5}, "deterministic"),
         ("BatchNorm", {}, "use_running_average"),
-        ("MultiHeadDotProductAttention", {"num_heads": 2, "dropout_rate": 0.5}, "deterministic"),
+        (
+            "MultiHeadDotProductAttention",
+            {"num_heads": 2, "dropout_rate": 0.5},
+            "deterministic",
+        ),
     ],
 )
-def test_linen_none_default_rejected_by_linen_is_a_mode_error(layers, name, kwargs, arg):
+def test_linen_none_default_rejected_by_linen_is_a_mode_error(
+    layers, name, kwargs, arg
+):
     model = getattr(layers, name)(**kwargs, rngs=nnx.Rngs(0))
     with pytest.raises(rt.ModeError, match=rf"'{arg}' follows the NNX mode") as err:
         model(SEQ)
@@ -364,8 +385,13 @@ def test_a_linen_name_that_is_an_nnx_member_is_an_error_and_nothing_is_stored():
 def test_rngs_and_module_arguments_are_checked():
     with pytest.raises(rt.NnxgenError) as err:
         CNN(4, 3, rngs="0")  # type: ignore[arg-type]
-    assert str(err.value) == "CNN(rngs=...) takes an nnx.Rngs (e.g. rngs=nnx.Rngs(0)), not str"
-    with pytest.raises(rt.NnxgenError, match="expected a flax.linen.Module to wrap, got int"):
+    assert (
+        str(err.value)
+        == "CNN(rngs=...) takes an nnx.Rngs (e.g. rngs=nnx.Rngs(0)), not str"
+    )
+    with pytest.raises(
+        rt.NnxgenError, match="expected a flax.linen.Module to wrap, got int"
+    ):
         _ClashNNX(3, rngs=nnx.Rngs(0))
     # an int seed works like nnx.Rngs(seed), a key as ToNNX takes one
     model = CNN(4, 3, rngs=0)  # type: ignore[arg-type]
@@ -380,3 +406,63 @@ def test_rngs_and_module_arguments_are_checked():
     tonnx = nnx.bridge.ToNNX(linen_cnn.CNN(4, 3), rngs=jax.random.key(7))
     tonnx.lazy_init(IMG, True)
     _assert_same_state(model, tonnx)
+
+
+# ---------------------------------------------------------------------------
+# Idioms of projects that keep Linen parts: openpi's init method, decode caches.
+
+
+@pytest.fixture(scope="module")
+def openpi_style(wrap):
+    from tests.helpers import ROOT
+
+    fixtures = str(ROOT / "tests" / "fixtures")
+    sys.path.insert(0, fixtures)
+    try:
+        yield (
+            wrap("linengen.openpi_style:Module"),
+            importlib.import_module("linengen.openpi_style"),
+        )
+    finally:
+        sys.path.remove(fixtures)
+
+
+def test_openpi_style_init_method_through_lazy_init(openpi_style):
+    """openpi: ``llm = ToNNX(Gemma(...)); llm.lazy_init(rngs=rngs, method="init")``,
+    then ``llm(..., method="embed")``; here ``lazy_init(model.init)`` and a typed
+    ``model.embed(tokens)``."""
+    wrapped, linen = openpi_style
+    model = wrapped.Module(width=8, vocab=16, rngs=nnx.Rngs(0))
+    nnx.bridge.lazy_init(model.init)
+    ref = nnx.bridge.ToNNX(linen.Module(width=8, vocab=16), rngs=nnx.Rngs(0))
+    ref.lazy_init(method="init")
+    _assert_same_state(model, ref)
+    assert set(_linen_vars(model)["params"]) == {"embedder", "block"}
+    emb = model.embed(TOK)
+    _assert_equal(
+        emb, linen.Module(8, 16).apply(_linen_vars(model), TOK, method="embed")
+    )
+    _assert_equal(model(emb), ref(emb))
+
+
+def test_decode_cache_is_written_back_step_by_step(layers):
+    """A Linen decode cache (``MultiHeadDotProductAttention(decode=True)``): made by
+    ``lazy_init`` on a full-length input, updated by each one-token call, as Linen's
+    ``apply(..., mutable=["cache"])`` loop does; the same under ``nnx.jit``."""
+    kwargs = {"num_heads": 2, "qkv_features": 8, "decode": True}
+    linen = nn.MultiHeadDotProductAttention(**kwargs)
+    for jit in (False, True):
+        model = layers.MultiHeadDotProductAttention(**kwargs, rngs=nnx.Rngs(0))
+        nnx.bridge.lazy_init(model, SEQ)
+        variables = _linen_vars(model)
+        assert set(variables["cache"]) == {"cached_key", "cached_value", "cache_index"}
+        step = nnx.jit(lambda m, x: m(x)) if jit else (lambda m, x: m(x))
+        for t in range(SEQ.shape[1]):
+            x_t = SEQ[:, t : t + 1]
+            y_ref, updates = linen.apply(variables, x_t, mutable=["cache"])
+            variables = {**variables, **updates}
+            np.testing.assert_allclose(
+                np.asarray(step(model, x_t)), np.asarray(y_ref), rtol=1e-5, atol=1e-6
+            )
+            _assert_equal(_linen_vars(model)["cache"], variables["cache"])
+        assert int(model.cache_index.get_value()) == SEQ.shape[1]
