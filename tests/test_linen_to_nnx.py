@@ -23,7 +23,9 @@ the Linen golden examples, against Linen's own ``apply`` and ``nnx.bridge.ToNNX`
   or module) is a one-line error, nothing half-stored; ``rngs=<int>`` / a key work;
 - idioms of projects that keep Linen parts: openpi's ``init(self)`` method run by
   ``lazy_init`` (= ``ToNNX(...).lazy_init(method="init")``), and a decode cache
-  (``decode=True`` attention) written back call by call, eager and under ``nnx.jit``.
+  (``decode=True`` attention) written back call by call, eager and under ``nnx.jit``;
+  a MaxText-style decoder (``nn.scan(nn.remat(Layer))``, a ``layers`` partition axis):
+  ToNNX's stacked layout and partition specs, Linen's numbers and gradients.
 """
 
 from __future__ import annotations
@@ -466,3 +468,48 @@ def test_decode_cache_is_written_back_step_by_step(layers):
             )
             _assert_equal(_linen_vars(model)["cache"], variables["cache"])
         assert int(model.cache_index.get_value()) == SEQ.shape[1]
+
+
+@pytest.fixture(scope="module")
+def scanned(wrap):
+    from tests.helpers import ROOT
+
+    fixtures = str(ROOT / "tests" / "fixtures")
+    sys.path.insert(0, fixtures)
+    try:
+        yield (
+            wrap("linengen.scanned:Decoder"),
+            importlib.import_module("linengen.scanned"),
+        )
+    finally:
+        sys.path.remove(fixtures)
+
+
+def test_maxtext_style_scanned_remat_decoder(scanned):
+    """Layers under ``nn.scan(nn.remat(...))`` with a ``layers`` partition axis:
+    ToNNX's stacked layout, its partition specs, Linen's numbers and gradients."""
+    wrapped, linen = scanned
+    x = jax.random.normal(jax.random.key(8), (2, 4, 8))
+    with nnx.use_eager_sharding(False):  # no mesh here
+        model = wrapped.Decoder(d=8, depth=3, rngs=nnx.Rngs(0))
+        y = model(x)
+        ref = nnx.bridge.ToNNX(linen.Decoder(8, 3), rngs=nnx.Rngs(0))
+        ref.lazy_init(x)
+    _assert_same_state(model, ref)
+    kernel = model.layers["Dense_0"]["kernel"]
+    assert kernel.get_value().shape == (3, 8, 8)
+    specs = nnx.get_partition_spec(nnx.state(model, nnx.Param))
+    assert specs["layers"]["Dense_0"]["kernel"].get_value() == (
+        jax.sharding.PartitionSpec("layers", "embed", "mlp")
+    )
+    assert specs == nnx.get_partition_spec(nnx.state(ref, nnx.Param))
+    variables = _linen_vars(model)
+    _assert_equal(y, linen.Decoder(8, 3).apply(variables, x))
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    expected = jax.grad(
+        lambda p: jnp.sum(linen.Decoder(8, 3).apply({"params": p}, x) ** 2)
+    )(nn.unbox(variables["params"]))
+    got = nnx.to_pure_dict(grads)  # ToNNX's layout: Linen's nesting of params
+    assert jax.tree.structure(dict(got)) == jax.tree.structure(dict(expected))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
