@@ -513,3 +513,20 @@ def test_maxtext_style_scanned_remat_decoder(scanned):
     assert jax.tree.structure(dict(got)) == jax.tree.structure(dict(expected))
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_lazy_init_needs_no_mode_and_calls_still_do():
+    """``lazy_init`` with no mode set runs the Linen method in eval mode (the same
+    variables as with ``.eval()`` or ``.train()``); a call afterwards still needs one."""
+    model = MLP(5, 3, rngs=nnx.Rngs(0))
+    nnx.bridge.lazy_init(model, X)  # MLP.__call__(x, train) has no default
+    for mode in ("eval", "train"):
+        ref = MLP(5, 3, rngs=nnx.Rngs(0))
+        getattr(ref, mode)()
+        nnx.bridge.lazy_init(ref, X)
+        _assert_same_state(model, ref)
+    assert model.deterministic is None  # lazy_init set no mode
+    with pytest.raises(rt.ModeError, match="'train' follows the NNX mode"):
+        model(X)
+    model.eval()
+    _assert_equal(model(X), linen_mlp.MLP(5, 3).apply(_linen_vars(model), X, False))

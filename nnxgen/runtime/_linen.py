@@ -31,7 +31,9 @@ mode: ``.train()`` / ``.eval()`` (``set_attributes``) and ``nnx.view`` set the
 ``training`` are ``not deterministic``). An explicit argument wins; a Linen
 field of the same name that the constructor set wins too (Linen would reject
 both). With no mode and no argument the Linen default applies, and where
-there is none a :class:`ModeError` says what to do.
+there is none a :class:`ModeError` says what to do. ``nnx.bridge.lazy_init``
+needs no mode: with none set it runs the Linen method in eval mode
+(``deterministic=True``, ``train=False``, ...), which makes the same variables.
 """
 
 from __future__ import annotations
@@ -295,6 +297,10 @@ def _fill_modes(
         if getattr(module, arg, None) is not None:
             continue  # a Linen field of that name, set at construction, decides
         value = _mode_value(self, arg)
+        if value is None and _compat.is_initializing(self):
+            # lazy_init with no mode set: make the variables in eval mode (the
+            # mode does not change which variables Linen's init makes)
+            value = not MODE_ARGUMENTS[arg]
         if value is not None:
             kwargs[arg] = value
             continue
