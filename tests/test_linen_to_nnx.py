@@ -18,7 +18,8 @@ the Linen golden examples, against Linen's own ``apply`` and ``nnx.bridge.ToNNX`
 - mode errors: a required mode argument with no mode set, and a Linen default of
   ``None`` that Linen rejects, both raise ``ModeError`` naming ``.train()`` / ``.eval()``
   and the argument; attention with ``dropout_rate=0`` needs no mode (as in Linen);
-  ``nnx.view`` sets the mode without touching the original;
+  ``nnx.view`` sets the mode without touching the original; ``lazy_init`` needs no
+  mode (eval mode, the same variables) and leaves none set;
 - bad input at run time (a Linen name that is an ``nnx.Module`` member, a wrong ``rngs``
   or module) is a one-line error, nothing half-stored; ``rngs=<int>`` / a key work;
 - idioms of projects that keep Linen parts: openpi's ``init(self)`` method run by
