@@ -32,6 +32,10 @@ fallback that stays correct when the detail is gone:
   a flax without them has no ``ToNNX`` layout to match.
 - ``is_initializing``: ``Pytree._pytree__state.initializing``, what
   ``nnx.bridge.lazy_init`` sets (and ``ToNNX`` reads). Fallback: False.
+- ``draw_streams``: ``nnx.RngStream.__call__`` is ``fold_in(key, count)``
+  then ``count += 1``; eager draws from several streams are done in one
+  jitted dispatch. Fallback (a trace, a stacked stream, or a flax whose draw
+  differs): each stream's own ``stream()``.
 - ``is_linen_bridge``: ``ToNNX`` keeps its Linen module in the attribute
   ``to_nnx__module`` and its variables in ``linen_vars_to_nnx``'s layout
   (nnxgen's NNX wrappers of Linen modules do the same). No fallback.
@@ -265,6 +269,56 @@ def is_initializing(module: Any) -> bool:
 # Checks (tests/test_compat.py runs them on every stack).
 
 
+@jax.jit
+def _fold_all(
+    keys: list[jax.Array], counts: list[jax.Array]
+) -> tuple[list[jax.Array], list[jax.Array]]:
+    return [jax.random.fold_in(k, c) for k, c in zip(keys, counts)], [
+        c + 1 for c in counts
+    ]
+
+
+def draw_streams(streams: list[Any]) -> list[jax.Array]:
+    """``[stream() for stream in streams]`` (``nnx.RngStream`` s): the same keys
+    and counts, in one dispatch when every stream is eager and unstacked."""
+    keys = [s.key.get_value() for s in streams]
+    counts = [s.count.get_value() for s in streams]
+    if (
+        len(streams) < 2
+        or not _stream_draw_matches()
+        or any(isinstance(x, jax.core.Tracer) or x.shape for x in keys + counts)
+    ):
+        return [s() for s in streams]
+    new_keys, new_counts = _fold_all(keys, counts)
+    for s, c in zip(streams, new_counts):
+        s.count.set_value(c)
+    drawn: list[jax.Array] = new_keys
+    return drawn
+
+
+@functools.cache
+def _stream_draw_matches() -> bool:
+    from flax import nnx
+
+    with jax.ensure_compile_time_eval():
+        a = nnx.Rngs(params=3, dropout=4)
+        b = nnx.Rngs(params=3, dropout=4)
+        a.params()
+        b.params()
+        mine = [a.params(), a.dropout()]
+        theirs = _fold_all(
+            [b.params.key.get_value(), b.dropout.key.get_value()],
+            [b.params.count.get_value(), b.dropout.count.get_value()],
+        )
+        return all(
+            bool(jnp.array_equal(jax.random.key_data(x), jax.random.key_data(y)))
+            for x, y in zip(mine, theirs[0])
+        ) and [int(c) for c in theirs[1]] == [
+            int(a.params.count.get_value()),
+            int(a.dropout.count.get_value()),
+        ]
+
+
 #: The attribute ``nnx.bridge.ToNNX`` (and nnxgen's NNX wrappers) hold the Linen module in.
 TONNX_MODULE = "to_nnx__module"
 
@@ -363,4 +417,5 @@ CHECKS: dict[str, Callable[[], bool]] = {
     "bridge_converters": _check_bridge_converters,
     "lazy_init_flag": _check_lazy_init_flag,
     "tonnx_layout": _check_tonnx_layout,
+    "rng_stream_draw": lambda: _stream_draw_matches.__wrapped__(),
 }

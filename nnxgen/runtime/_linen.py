@@ -321,14 +321,16 @@ def _draw(rngs: nnx.Rngs, *, hold_back: bool) -> tuple[dict[str, jax.Array], boo
     and whether a :class:`FallbackParamsStream` was held back (``hold_back``:
     the variables exist, nothing is initialised, so Linen needs no ``params``
     key but would serve a missing stream from it)."""
-    streams: Callable[[], Iterable[tuple[str, Any]]] = rngs.items
-    keys = {}
+    items: Callable[[], Iterable[tuple[str, Any]]] = rngs.items
+    names, streams = [], []
     held_back = False
-    for name, stream in streams():
+    for name, stream in items():
         if hold_back and isinstance(stream, FallbackParamsStream):
             held_back = True
             continue
-        keys[name] = stream()
+        names.append(name)
+        streams.append(stream)
+    keys = dict(zip(names, _compat.draw_streams(streams)))
     if "params" not in keys and "default" in keys:
         keys["params"] = keys.pop("default")
     return keys, held_back
