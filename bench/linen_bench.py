@@ -24,7 +24,8 @@ Three implementations of each:
               (``dropout=1`` where the model has dropout), ``.eval()`` / ``.train()``
               once, then ``model(x)``; the mode argument follows the model's mode.
               Every call applies with every collection but ``params`` mutable and
-              writes them back (also in eval, also sown ``intermediates``).
+              writes back the ones the call changed (batch statistics in
+              training, sown ``intermediates``; nothing else in eval).
 * ``tonnx``:  ``nnx.bridge.ToNNX(LinenModule(...), rngs=nnx.Rngs(0, dropout=1))``,
               with the mode passed by hand as its users must: ``model(x, train=...)``,
               and ``mutable=['batch_stats']`` in training (eval: no write-back).

@@ -284,7 +284,7 @@ def draw_streams(streams: list[Any]) -> list[jax.Array]:
     keys = [s.key.get_value() for s in streams]
     counts = [s.count.get_value() for s in streams]
     if (
-        len(streams) < 2
+        not streams
         or not _stream_draw_matches()
         or any(isinstance(x, jax.core.Tracer) or x.shape for x in keys + counts)
     ):
