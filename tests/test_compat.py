@@ -146,3 +146,43 @@ def test_registry():
     assert _compat.variable_type("params") is nnx.Param
     with pytest.raises(LookupError):
         _compat.variable_type("nnxgen-not-a-collection")
+
+
+def _streams():
+    from flax import nnx
+
+    rngs = nnx.Rngs(params=3, dropout=4)
+    rngs.dropout()  # counts that differ
+    return rngs, [rngs.params, rngs.dropout]
+
+
+def _drawn(keys):
+    return [np.asarray(jax.random.key_data(k)) for k in keys]
+
+
+@pytest.mark.parametrize("path", ["one dispatch", "fallback", "traced"])
+def test_draw_streams_equals_each_streams_own_draw(path, monkeypatch):
+    """``draw_streams`` gives the keys and counts of ``[s() for s in streams]``:
+    in one jitted dispatch (eager), one by one where the detail check fails, and
+    one by one inside a trace (where it must not touch tracers)."""
+    ref_rngs, ref = _streams()
+    expected = _drawn([s() for s in ref] + [s() for s in ref])
+    rngs, streams = _streams()
+    if path == "fallback":
+        monkeypatch.setattr(_compat, "_stream_draw_matches", lambda: False)
+        monkeypatch.setattr(_compat, "_fold_all", None)  # would fail if used
+    if path == "traced":
+        from flax import nnx
+
+        @nnx.jit
+        def twice(rngs):
+            s = [rngs.params, rngs.dropout]
+            return _compat.draw_streams(s) + _compat.draw_streams(s)
+
+        got = twice(rngs)
+    else:
+        got = _compat.draw_streams(streams) + _compat.draw_streams(streams)
+    assert [a.tolist() for a in _drawn(got)] == [a.tolist() for a in expected]
+    assert [int(s.count.get_value()) for s in streams] == [
+        int(s.count.get_value()) for s in ref
+    ]
