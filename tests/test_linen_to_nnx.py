@@ -26,7 +26,9 @@ the Linen golden examples, against Linen's own ``apply`` and ``nnx.bridge.ToNNX`
   ``lazy_init`` (= ``ToNNX(...).lazy_init(method="init")``), and a decode cache
   (``decode=True`` attention) written back call by call, eager and under ``nnx.jit``;
   a MaxText-style decoder (``nn.scan(nn.remat(Layer))``, a ``layers`` partition axis):
-  ToNNX's stacked layout and partition specs, Linen's numbers and gradients.
+  ToNNX's stacked layout and partition specs, Linen's numbers and gradients;
+- a custom collection (flax's registered type, written back) and a sown one (the last
+  call's values only).
 """
 
 from __future__ import annotations
@@ -531,3 +533,35 @@ def test_lazy_init_needs_no_mode_and_calls_still_do():
         model(X)
     model.eval()
     _assert_equal(model(X), linen_mlp.MLP(5, 3).apply(_linen_vars(model), X, False))
+
+
+def test_custom_and_sown_collections(wrap):
+    """A custom collection (``counter``, updated each call) becomes flax's registered
+    type for it, as in ToNNX, and is written back; a sown one (``losses``) holds the
+    last call's values only, as a Linen ``apply`` that is not handed them back."""
+    from tests.helpers import ROOT
+
+    fixtures = str(ROOT / "tests" / "fixtures")
+    sys.path.insert(0, fixtures)
+    try:
+        wrapped = wrap("linengen.custom:Counter")
+        linen = importlib.import_module("linengen.custom").Counter()
+    finally:
+        sys.path.remove(fixtures)
+    model = wrapped.Counter(rngs=nnx.Rngs(0))
+    nnx.bridge.lazy_init(model, X)
+    ref = nnx.bridge.ToNNX(linen, rngs=nnx.Rngs(0))
+    ref.lazy_init(X)
+    assert type(model.n) is type(ref.n) and type(model.l2) is type(ref.l2)
+    assert nnx.variablelib.variable_name_from_type(type(model.n)) == "counter"
+    variables = _linen_vars(model)
+    for step in (1, 2, 3):
+        y = model(X)
+        y_ref, updates = linen.apply(
+            {k: variables[k] for k in ("params", "counter")}, X, mutable=True
+        )
+        variables = {**variables, **updates}
+        _assert_equal(y, y_ref)
+        assert int(model.n.get_value()) == step
+        _assert_equal(model.l2.get_value(), updates["losses"]["l2"])
+        assert len(model.l2.get_value()) == 1

@@ -7,8 +7,9 @@ to :func:`linen_call`, which
 * on the first call (or under ``nnx.bridge.lazy_init``) runs the Linen
   module's ``init_with_output`` with keys drawn from the wrapper's
   ``nnx.Rngs`` and stores the variables it made;
-* afterwards runs ``apply`` on the stored variables (``intermediates`` start
-  empty each call), every collection but ``params`` mutable, and writes what
+* afterwards runs ``apply`` on the stored variables (``intermediates`` and
+  other sown collections start empty each call, as in a Linen ``apply`` that
+  is not handed them back), every collection but ``params`` mutable, and writes what
   changed back in place (batch statistics in training, decode caches, sown
   values); under ``lazy_init`` ``params`` is mutable too, so a second method
   adds the variables it needs and keeps the trained ones.
@@ -211,13 +212,26 @@ def _apply(
     rngs: dict[str, jax.Array],
 ) -> Any:
     variables = _compat.nnx_to_linen_vars(attrs)
-    variables.pop(_INTERMEDIATES, None)  # sown values start empty on every call
+    for name in [k for k, v in variables.items() if k == _INTERMEDIATES or _sown(v)]:
+        del variables[name]  # sown values start empty on every call, as in Linen
     mutable = True if _compat.is_initializing(self) else _APPLY_MUTABLE
     out, updates = module.apply(
         variables, *args, rngs=rngs, method=linen_method, mutable=mutable, **kwargs
     )
     _store(self, _changed(variables, updates))
     return out
+
+
+def _sown(tree: Any) -> bool:
+    """A collection ``sow`` made: every variable holds a tuple (``sow``'s default
+    reduction appends to one), e.g. ``self.sow("losses", "aux", x)``."""
+    if isinstance(tree, tuple):
+        return True
+    return (
+        isinstance(tree, Mapping)
+        and bool(tree)
+        and all(_sown(v) for v in tree.values())
+    )
 
 
 def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
