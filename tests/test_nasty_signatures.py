@@ -155,7 +155,11 @@ def test_method_signatures_mirror_nnx(project):
     assert "_private" not in vars(mod.Nasty)
     gen_doc, src_doc = mod.Nasty.__call__.__doc__, models.Nasty.__call__.__doc__
     assert inspect.cleandoc(gen_doc) == inspect.cleandoc(src_doc)
-    assert "a tab\there" in gen_doc and "backslash \\ and" in gen_doc
+    # a tab is content, kept as written (Python 3.13's compiler expands tabs in every
+    # docstring, the source's too: then neither has it)
+    assert ("a tab\there" in gen_doc) == ("a tab\there" in src_doc)
+    assert ("a tab\there" in gen_doc) == (sys.version_info < (3, 13))
+    assert "backslash \\ and" in gen_doc
     assert '"""quotes"""' in mod.Inherited.__doc__ and "\\backslash" in mod.Inherited.__doc__
 
 
