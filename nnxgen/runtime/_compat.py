@@ -266,7 +266,7 @@ def is_initializing(module: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# Checks (tests/test_compat.py runs them on every stack).
+# RngStream draws, several at once.
 
 
 @jax.jit
@@ -319,6 +319,10 @@ def _stream_draw_matches() -> bool:
         ]
 
 
+# ---------------------------------------------------------------------------
+# ToNNX's layout.
+
+
 #: The attribute ``nnx.bridge.ToNNX`` (and nnxgen's NNX wrappers) hold the Linen module in.
 TONNX_MODULE = "to_nnx__module"
 
@@ -329,6 +333,10 @@ def is_linen_bridge(node: Any) -> bool:
     from flax import nnx
 
     return isinstance(node, nnx.Module) and TONNX_MODULE in vars(node)
+
+
+# ---------------------------------------------------------------------------
+# Checks (tests/test_compat.py runs them on every stack).
 
 
 def _check_tonnx_layout() -> bool:

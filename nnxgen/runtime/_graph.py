@@ -310,15 +310,11 @@ def _attach_bridged(
     path: tuple[Any, ...],
 ) -> None:
     """:func:`_attach` below a Linen module run in ToNNX's layout: the variable
-    at ``rest`` (attribute, then nested dict keys), as ``linen_vars_to_nnx``
-    places it."""
+    at ``rest`` (an attribute, then at least one nested dict key), as
+    ``linen_vars_to_nnx`` places it. (A variable directly on the attribute is
+    ``_attach``'s own case: its parent is the bridge module.)"""
     name, *inner = map(str, rest)
     current = vars(bridge).get(name)
-    if not inner:
-        if current is not None or not hasattr(value, "shape"):
-            raise _unknown_variables(cls_name, col, path)
-        setattr(bridge, name, var_type(jnp.zeros(value.shape, value.dtype)))
-        return
     tree = dict(current) if isinstance(current, dict) else {}
     node = tree
     for k in inner[:-1]:

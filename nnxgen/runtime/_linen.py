@@ -185,21 +185,19 @@ def _run(
     attrs = _state_attributes(self)
     applying = bool(attrs) and not _compat.is_initializing(self)
     rngs, held_back = _draw(getattr(self, _RNGS), hold_back=applying)
-    if held_back:
-        try:
-            return _apply(self, module, linen_method, args, kwargs, attrs, rngs)
-        except flax_errors.InvalidRngError as err:
-            found = re.search(r'needs PRNG for "([^"]+)"', str(err))
-            if found is None:  # another wording: Linen's own error says it
-                raise
-            raise missing_stream_error(found[1]) from err
     if not attrs:
         out, variables = module.init_with_output(
             rngs, *args, method=linen_method, **kwargs
         )
         _store(self, variables)
         return out
-    return _apply(self, module, linen_method, args, kwargs, attrs, rngs)
+    try:
+        return _apply(self, module, linen_method, args, kwargs, attrs, rngs)
+    except flax_errors.InvalidRngError as err:
+        found = re.search(r'needs PRNG for "([^"]+)"', str(err)) if held_back else None
+        if found is None:  # not the held-back stream's doing: Linen's own error says it
+            raise
+        raise missing_stream_error(found[1]) from err
 
 
 def _apply(
