@@ -37,7 +37,6 @@ import inspect
 import pkgutil
 import sys
 import typing
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +46,13 @@ from flax import linen as nn
 from flax import nnx
 
 from tests.helpers import ROOT, ruff
+from tests.linen_helpers import (
+    assert_equal,
+    assert_same_state,
+    draw,
+    flat_state,
+    linen_vars,
+)
 
 PKG = "nano_moe"
 #: Every Linen class of nano_moe, as "module:Class" targets.
@@ -108,50 +114,6 @@ def _linen(name: str) -> type:
     return getattr(importlib.import_module(mod), cls)
 
 
-def _draw(rngs: nnx.Rngs) -> dict[str, jax.Array]:
-    """The keys a wrapper call draws: one per stream, ``default`` as ``params``."""
-    keys = {name: stream() for name, stream in rngs.items()}
-    if "params" not in keys and "default" in keys:
-        keys["params"] = keys.pop("default")
-    return keys
-
-
-def _variables(model: nnx.Module) -> dict:
-    """The Linen variables of a wrapper (or ToNNX), via flax's bridge converter."""
-    attrs = {
-        k: v
-        for k, v in vars(model).items()
-        if not k.startswith(("to_nnx__", "_pytree__"))
-        and isinstance(v, (nnx.Variable, Mapping))  # not the mode attributes
-    }
-    return nnx.bridge.variables.nnx_attrs_to_linen_vars(attrs)
-
-
-def _flat(model: nnx.Module) -> dict[tuple, tuple[type, np.ndarray]]:
-    out = {}
-    for path, v in nnx.to_flat_state(nnx.state(model)):
-        value = v.get_value()
-        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-            value = jax.random.key_data(value)
-        out[tuple(path)] = (type(v), np.asarray(value))
-    return out
-
-
-def _assert_same_state(a: nnx.Module, b: nnx.Module) -> None:
-    fa, fb = _flat(a), _flat(b)
-    assert sorted(fa) == sorted(fb)
-    for path in fa:
-        assert fa[path][0] is fb[path][0], (path, fa[path][0], fb[path][0])
-        np.testing.assert_array_equal(fa[path][1], fb[path][1], err_msg=str(path))
-
-
-def _assert_equal(a, b) -> None:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    for u, v in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
-
-
 @pytest.fixture(scope="module", params=list(SEEDS))
 def built(request, gen):
     """(seed name, a lazily initialized wrapper, ToNNX with the same seed)."""
@@ -197,7 +159,7 @@ def test_every_linen_class_wraps(gen):
             obj = wrapper(32, 16, rngs=nnx.Rngs(0))
             expected = _linen(name)(d_ff=32, d_model=16)
         assert obj.to_nnx__module == expected
-        assert _variables(obj) == {}  # nothing until the first call or lazy_init
+        assert linen_vars(obj) == {}  # nothing until the first call or lazy_init
 
 
 def test_ruff_check(gen):
@@ -368,8 +330,8 @@ def test_generate_signature_mirrored(gen):
 
 def test_layout_equals_tonnx(built):
     seed, model, ref = built
-    _assert_same_state(model, ref)
-    paths = {p for p in _flat(model)}
+    assert_same_state(model, ref)
+    paths = {p for p in flat_state(model)}
     assert ("pos_emb",) in paths
     assert ("block_0", "MoELayer_0", "Router_0", "Dense_0", "kernel") in paths
     assert ("block_0", "MoELayer_0", "expert_1", "Dense_1", "bias") in paths
@@ -378,17 +340,17 @@ def test_layout_equals_tonnx(built):
     # the first call (no lazy_init) makes the same variables
     first = type(model)(_cfg(), rngs=SEEDS[seed]())
     first(X)
-    _assert_same_state(first, ref)
+    assert_same_state(first, ref)
 
 
 @pytest.mark.parametrize("mode", ["no mode", "eval", "explicit over train"])
 def test_eval_numbers_equal_linen(built, mode):
     _, model, _ = built
     model = nnx.clone(model)
-    variables = _variables(model)
+    variables = linen_vars(model)
     linen = _linen("NanoMoE")(_cfg())
     expected = linen.apply(variables, X, deterministic=True)
-    _assert_equal(linen.apply(variables, X), expected)  # Linen's default
+    assert_equal(linen.apply(variables, X), expected)  # Linen's default
     if mode == "no mode":
         out = model(X)
     elif mode == "eval":
@@ -399,32 +361,32 @@ def test_eval_numbers_equal_linen(built, mode):
         out = model(X, deterministic=True)
     logits, aux = out
     assert logits.shape == (2, 8, 32) and aux.shape == ()
-    _assert_equal(out, expected)
+    assert_equal(out, expected)
 
 
 def test_train_numbers_equal_linen_and_tonnx(built):
     _, model, ref = built
     model, ref = nnx.clone(model), nnx.clone(ref)
-    variables = _variables(model)
+    variables = linen_vars(model)
     linen = _linen("NanoMoE")(_cfg())
     eval_logits, _ = linen.apply(variables, X, deterministic=True)
     model.train()
     outs = []
     for _ in range(2):  # keys are drawn on every call
-        keys = _draw(nnx.clone(model.to_nnx__rngs))
+        keys = draw(nnx.clone(model.to_nnx__rngs))
         out = model(X)
-        _assert_equal(out, linen.apply(variables, X, deterministic=False, rngs=keys))
-        _assert_equal(out, ref(X, deterministic=False))
+        assert_equal(out, linen.apply(variables, X, deterministic=False, rngs=keys))
+        assert_equal(out, ref(X, deterministic=False))
         outs.append(out)
     assert not np.array_equal(outs[0][0], eval_logits)  # dropout is on
     assert not np.array_equal(outs[0][0], outs[1][0])  # with new keys each call
     # an explicit deterministic=False wins over .eval()
     model.eval()
-    keys = _draw(nnx.clone(model.to_nnx__rngs))
+    keys = draw(nnx.clone(model.to_nnx__rngs))
     out = model(X, deterministic=False)
-    _assert_equal(out, linen.apply(variables, X, deterministic=False, rngs=keys))
-    _assert_equal(out, ref(X, deterministic=False))
-    _assert_same_state(model, ref)  # the same streams advanced the same way
+    assert_equal(out, linen.apply(variables, X, deterministic=False, rngs=keys))
+    assert_equal(out, ref(X, deterministic=False))
+    assert_same_state(model, ref)  # the same streams advanced the same way
 
 
 @pytest.mark.parametrize("name", ["TransformerBlock", "MoELayer", "MultiHeadAttention"])
@@ -434,15 +396,15 @@ def test_layers_equal_linen_and_tonnx(gen, name):
     model = getattr(mod, name)(cfg, rngs=nnx.Rngs(0))
     nnx.bridge.lazy_init(model, H)
     ref = nnx.bridge.ToNNX(_linen(name)(config=cfg), rngs=nnx.Rngs(0)).lazy_init(H)
-    _assert_same_state(model, ref)
-    variables = _variables(model)
+    assert_same_state(model, ref)
+    variables = linen_vars(model)
     model.eval()
     out = model(H)
-    _assert_equal(out, _linen(name)(config=cfg).apply(variables, H))
-    _assert_equal(out, ref(H))  # (every call draws keys: keep the streams in step)
+    assert_equal(out, _linen(name)(config=cfg).apply(variables, H))
+    assert_equal(out, ref(H))  # (every call draws keys: keep the streams in step)
     model.train()
     out = model(H)
-    _assert_equal(out, ref(H, deterministic=False))
+    assert_equal(out, ref(H, deterministic=False))
     assert not np.array_equal(jax.tree.leaves(out)[0], jax.tree.leaves(ref(H))[0])
 
 
@@ -457,10 +419,10 @@ def test_router_and_expert_equal_linen(gen):
     ]:
         out = model(H)  # the first call creates the variables
         ref = nnx.bridge.ToNNX(linen, rngs=nnx.Rngs(0)).lazy_init(H)
-        _assert_same_state(model, ref)
-        variables = _variables(model)
-        _assert_equal(out, linen.apply(variables, H))
-        _assert_equal(model(H), linen.apply(variables, H))
+        assert_same_state(model, ref)
+        variables = linen_vars(model)
+        assert_equal(out, linen.apply(variables, H))
+        assert_equal(model(H), linen.apply(variables, H))
 
 
 # ---------------------------------------------------------------------------
@@ -502,7 +464,7 @@ def test_training_loop_then_plain_linen(built):
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
         return float(ce + _cfg().aux_loss_coeff * aux)
 
-    before = _variables(model)
+    before = linen_vars(model)
     model.train()
     losses = _train(model, explicit=False)
     assert losses[-1] < losses[0], losses
@@ -510,9 +472,9 @@ def test_training_loop_then_plain_linen(built):
     ref_losses = _train(ref, explicit=True)
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
     # the trained parameters, in plain Linen
-    after = _variables(model)
+    after = linen_vars(model)
     assert set(after) == {"params"}
-    _assert_equal(after, {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))})
+    assert_equal(after, {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))})
     assert jax.tree.structure(after) == jax.tree.structure(
         {"params": nnx.to_pure_dict(nnx.state(model, nnx.Param))}
     )
@@ -521,10 +483,10 @@ def test_training_loop_then_plain_linen(built):
         after["params"]["Dense_0"]["kernel"], before["params"]["Dense_0"]["kernel"]
     )
     model.eval()
-    _assert_equal(model(X), linen.apply(after, X))
+    assert_equal(model(X), linen.apply(after, X))
     np.testing.assert_allclose(
         np.asarray(linen.apply(after, X)[0]),
-        np.asarray(linen.apply(_variables(ref), X)[0]),
+        np.asarray(linen.apply(linen_vars(ref), X)[0]),
         rtol=1e-5,
         atol=1e-6,
     )

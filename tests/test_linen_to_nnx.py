@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +47,13 @@ import nnxgen.runtime as rt
 from generated_examples import linen_cnn, linen_mlp
 from generated_examples.linen_cnn_nnx import CNN
 from generated_examples.linen_mlp_nnx import MLP
+from tests.linen_helpers import (
+    assert_equal,
+    assert_same_state,
+    draw,
+    flat_state,
+    linen_vars,
+)
 
 LAYER_TARGETS = [
     "flax.linen:Dense", "flax.linen:Conv", "flax.linen:Embed", "flax.linen:BatchNorm",
@@ -87,50 +93,6 @@ CASES = {
 }
 
 
-def _linen_vars(model: nnx.Module) -> dict:
-    """The Linen variables a wrapper (or ToNNX) holds, via flax's bridge converter."""
-    attrs = {
-        k: v
-        for k, v in vars(model).items()
-        if not k.startswith(("to_nnx__", "_pytree__"))
-        and isinstance(v, (nnx.Variable, Mapping))  # not the mode attributes
-    }
-    return nnx.bridge.variables.nnx_attrs_to_linen_vars(attrs)
-
-
-def _draw(rngs: nnx.Rngs) -> dict[str, jax.Array]:
-    """The keys one wrapper call draws: one per stream, ``default`` as ``params``."""
-    keys = {name: stream() for name, stream in rngs.items()}
-    if "params" not in keys and "default" in keys:
-        keys["params"] = keys.pop("default")
-    return keys
-
-
-def _flat(model: nnx.Module) -> dict[tuple, tuple[type, np.ndarray]]:
-    out = {}
-    for path, v in nnx.to_flat_state(nnx.state(model)):
-        value = v.get_value()
-        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-            value = jax.random.key_data(value)
-        out[tuple(path)] = (type(v), np.asarray(value))
-    return out
-
-
-def _assert_same_state(a: nnx.Module, b: nnx.Module) -> None:
-    fa, fb = _flat(a), _flat(b)
-    assert sorted(fa) == sorted(fb)
-    for path in fa:
-        assert fa[path][0] is fb[path][0], (path, fa[path][0], fb[path][0])
-        np.testing.assert_array_equal(fa[path][1], fb[path][1], err_msg=str(path))
-
-
-def _assert_equal(a, b) -> None:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb) > 0
-    for u, v in zip(la, lb):
-        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
-
-
 # ---------------------------------------------------------------------------
 # flax.linen layers, wrapped directly.
 
@@ -139,17 +101,17 @@ def _assert_equal(a, b) -> None:
 def test_layer_layout_is_tonnx_and_numbers_are_linen_apply(layers, name):
     kwargs, inputs = CASES[name]
     model = getattr(layers, name)(**kwargs(), rngs=nnx.Rngs(0))
-    assert _linen_vars(model) == {}  # nothing before the first call
+    assert linen_vars(model) == {}  # nothing before the first call
     y = model(*inputs())
     ref = nnx.bridge.ToNNX(getattr(nn, name)(**kwargs()), rngs=nnx.Rngs(0))
     ref.lazy_init(*inputs())
-    _assert_same_state(model, ref)
-    assert _linen_vars(model)["params"]  # a layer with parameters
+    assert_same_state(model, ref)
+    assert linen_vars(model)["params"]  # a layer with parameters
     linen = getattr(nn, name)(**kwargs())
-    expected = linen.apply(_linen_vars(model), *inputs())
-    _assert_equal(y, expected)
-    _assert_equal(model(*inputs()), expected)  # a later call: apply on the stored ones
-    _assert_equal(ref(*inputs()), expected)
+    expected = linen.apply(linen_vars(model), *inputs())
+    assert_equal(y, expected)
+    assert_equal(model(*inputs()), expected)  # a later call: apply on the stored ones
+    assert_equal(ref(*inputs()), expected)
 
 
 def test_embed_attend_runs_on_the_stored_table(layers):
@@ -159,19 +121,17 @@ def test_embed_attend_runs_on_the_stored_table(layers):
     got = model.attend(query)
     table = model.embedding.get_value()
     np.testing.assert_allclose(np.asarray(got), np.asarray(query @ table.T), rtol=1e-6)
-    _assert_equal(
-        got, nn.Embed(10, 4).apply(_linen_vars(model), query, method="attend")
-    )
+    assert_equal(got, nn.Embed(10, 4).apply(linen_vars(model), query, method="attend"))
 
 
 def test_lstm_initialize_carry_through_the_wrapper(layers):
     model = layers.LSTMCell(4, rngs=nnx.Rngs(0))
     carry = model.initialize_carry(jax.random.key(5), (2, 6))
-    _assert_equal(carry, _lstm_carry())
-    assert _linen_vars(model) == {}  # initialize_carry makes no variables
+    assert_equal(carry, _lstm_carry())
+    assert linen_vars(model) == {}  # initialize_carry makes no variables
     (c, h), out = model(carry, SEQ[:, 0])
-    ref = nn.LSTMCell(4).apply(_linen_vars(model), carry, SEQ[:, 0])
-    _assert_equal(((c, h), out), ref)
+    ref = nn.LSTMCell(4).apply(linen_vars(model), carry, SEQ[:, 0])
+    assert_equal(((c, h), out), ref)
 
 
 def test_lazy_init_of_a_second_method_keeps_trained_parameters():
@@ -180,22 +140,22 @@ def test_lazy_init_of_a_second_method_keeps_trained_parameters():
     nnx.bridge.lazy_init(model, X)
     trained = jax.tree.map(lambda a: a + 1.0, nnx.state(model, nnx.Param))
     nnx.update(model, trained)
-    before = _flat(model)
+    before = flat_state(model)
     nnx.bridge.lazy_init(model.embed, X)  # a second method, under lazy_init
-    after = _flat(model)
+    after = flat_state(model)
     assert sorted(after) == sorted(before)
     for path, (kind, value) in before.items():
         if kind is nnx.Param:
             np.testing.assert_array_equal(after[path][1], value, err_msg=str(path))
     got = model.embed(X)
-    expected = linen_mlp.MLP(5, 3).apply(_linen_vars(model), X, False, method="embed")
-    _assert_equal(got, expected)
+    expected = linen_mlp.MLP(5, 3).apply(linen_vars(model), X, False, method="embed")
+    assert_equal(got, expected)
     # ToNNX re-initialises the parameters in the same situation
     ref = nnx.bridge.ToNNX(linen_mlp.MLP(5, 3), rngs=nnx.Rngs(0)).lazy_init(X, False)
     nnx.update(ref, trained)
     ref.lazy_init(X, False, method="embed")
     kernel = ("dense1", "kernel")
-    assert not np.array_equal(_flat(ref)[kernel][1], before[kernel][1])
+    assert not np.array_equal(flat_state(ref)[kernel][1], before[kernel][1])
 
 
 # ---------------------------------------------------------------------------
@@ -207,19 +167,19 @@ def test_batchnorm_train_writes_statistics_back_and_eval_uses_them(layers):
     linen = nn.BatchNorm(momentum=0.8)
     model.train()
     model(X)  # the first call makes the variables (Linen's init updates nothing)
-    init_vars = _linen_vars(model)
+    init_vars = linen_vars(model)
     y = model(X2)
     y_ref, updates = linen.apply(
         init_vars, X2, use_running_average=False, mutable=["batch_stats"]
     )
-    _assert_equal(y, y_ref)
-    _assert_equal(_linen_vars(model)["batch_stats"], updates["batch_stats"])
+    assert_equal(y, y_ref)
+    assert_equal(linen_vars(model)["batch_stats"], updates["batch_stats"])
     assert not np.allclose(np.asarray(model.mean.get_value()), 0.0)
     model.eval()
-    stats = _linen_vars(model)
+    stats = linen_vars(model)
     y_eval = model(X)
-    _assert_equal(y_eval, linen.apply(stats, X, use_running_average=True))
-    _assert_equal(_linen_vars(model), stats)  # eval changes nothing
+    assert_equal(y_eval, linen.apply(stats, X, use_running_average=True))
+    assert_equal(linen_vars(model), stats)  # eval changes nothing
     # an explicit argument wins over the mode
     model(X, use_running_average=False)
     assert not np.array_equal(
@@ -231,23 +191,23 @@ def test_batchnorm_field_wins_over_the_mode(layers):
     model = layers.BatchNorm(use_running_average=True, rngs=nnx.Rngs(0))
     model.train()
     model(X)
-    stats = _linen_vars(model)
+    stats = linen_vars(model)
     y = model(X2)
-    _assert_equal(_linen_vars(model), stats)  # running averages: nothing updated
-    _assert_equal(y, nn.BatchNorm(use_running_average=True).apply(stats, X2))
+    assert_equal(linen_vars(model), stats)  # running averages: nothing updated
+    assert_equal(y, nn.BatchNorm(use_running_average=True).apply(stats, X2))
 
 
 def test_dropout_follows_the_mode_with_the_wrappers_keys(layers):
     model = layers.Dropout(0.5, rngs=nnx.Rngs(dropout=3))
     model.eval()
-    _assert_equal(model(X), X)
+    assert_equal(model(X), X)
     model.train()
     first, second = model(X), model(X)
     keys = nnx.Rngs(dropout=3).fork()
-    _draw(keys)  # the eval call drew too
+    draw(keys)  # the eval call drew too
     for got in (first, second):
-        expected = nn.Dropout(0.5).apply({}, X, deterministic=False, rngs=_draw(keys))
-        _assert_equal(got, expected)
+        expected = nn.Dropout(0.5).apply({}, X, deterministic=False, rngs=draw(keys))
+        assert_equal(got, expected)
     assert not np.array_equal(np.asarray(first), np.asarray(second))
     kept = np.asarray(first) != 0.0
     assert 0 < kept.sum() < kept.size  # some dropped, the rest scaled by 1 / (1 - rate)
@@ -256,7 +216,7 @@ def test_dropout_follows_the_mode_with_the_wrappers_keys(layers):
     )
     ref = nnx.bridge.ToNNX(nn.Dropout(0.5), rngs=nnx.Rngs(dropout=3))
     ref(X, deterministic=True)
-    _assert_equal(ref(X, deterministic=False), first)
+    assert_equal(ref(X, deterministic=False), first)
 
 
 def test_setup_based_mlp_in_training_equals_linen_and_tonnx():
@@ -264,25 +224,23 @@ def test_setup_based_mlp_in_training_equals_linen_and_tonnx():
     model = MLP(5, 3, dropout_rate=0.5, rngs=nnx.Rngs(**seeds))
     model.train()
     model(X)
-    before = _linen_vars(model)
+    before = linen_vars(model)
     y = model(X2)
     keys = nnx.Rngs(**seeds).fork()
-    _draw(keys)  # the first call's keys
+    draw(keys)  # the first call's keys
     y_ref, updates = linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(
-        before, X2, True, rngs=_draw(keys), mutable=["batch_stats"]
+        before, X2, True, rngs=draw(keys), mutable=["batch_stats"]
     )
-    _assert_equal(y, y_ref)
-    _assert_equal(_linen_vars(model)["batch_stats"], updates["batch_stats"])
+    assert_equal(y, y_ref)
+    assert_equal(linen_vars(model)["batch_stats"], updates["batch_stats"])
     ref = nnx.bridge.ToNNX(
         linen_mlp.MLP(5, 3, dropout_rate=0.5), rngs=nnx.Rngs(**seeds)
     )
     ref.lazy_init(X, True)
-    _assert_equal(ref(X2, True, mutable=["batch_stats"]), y)
+    assert_equal(ref(X2, True, mutable=["batch_stats"]), y)
     model.eval()
-    stats = _linen_vars(model)
-    _assert_equal(
-        model(X), linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(stats, X, False)
-    )
+    stats = linen_vars(model)
+    assert_equal(model(X), linen_mlp.MLP(5, 3, dropout_rate=0.5).apply(stats, X, False))
 
 
 # ---------------------------------------------------------------------------
@@ -297,11 +255,11 @@ def test_required_mode_argument_without_a_mode_is_a_mode_error():
     assert "CNN.__call__" in msg and "'use_running_average'" in msg
     assert "model.train() or model.eval()" in msg
     assert "nnx.view(model, use_running_average=...)" in msg
-    assert _linen_vars(model) == {}  # nothing half-made
+    assert linen_vars(model) == {}  # nothing half-made
     model.eval()
     y = model(IMG)
-    expected = linen_cnn.CNN(4, 3).apply(_linen_vars(model), IMG, True)
-    _assert_equal(y, expected)
+    expected = linen_cnn.CNN(4, 3).apply(linen_vars(model), IMG, True)
+    assert_equal(y, expected)
 
 
 @pytest.mark.parametrize(
@@ -332,7 +290,7 @@ def test_attention_without_dropout_needs_no_mode(layers):
     model = layers.MultiHeadDotProductAttention(num_heads=2, rngs=nnx.Rngs(0))
     y = model(SEQ)
     linen = nn.MultiHeadDotProductAttention(num_heads=2)
-    _assert_equal(y, linen.apply(_linen_vars(model), SEQ))
+    assert_equal(y, linen.apply(linen_vars(model), SEQ))
 
 
 @pytest.mark.skipif(not hasattr(nnx, "view"), reason="nnx.view is newer than this flax")
@@ -343,12 +301,12 @@ def test_nnx_view_sets_the_mode_and_leaves_the_original():
     assert model.use_running_average is None  # the original keeps no mode
     with pytest.raises(rt.ModeError):
         CNN(4, 3, rngs=nnx.Rngs(0))(IMG)
-    _assert_equal(y, linen_cnn.CNN(4, 3).apply(_linen_vars(evaluating), IMG, True))
+    assert_equal(y, linen_cnn.CNN(4, 3).apply(linen_vars(evaluating), IMG, True))
     training = nnx.view(evaluating, use_running_average=False)
-    before = _linen_vars(training)["batch_stats"]
+    before = linen_vars(training)["batch_stats"]
     training(IMG)
     assert not np.array_equal(
-        np.asarray(jax.tree.leaves(_linen_vars(training)["batch_stats"])[0]),
+        np.asarray(jax.tree.leaves(linen_vars(training)["batch_stats"])[0]),
         np.asarray(jax.tree.leaves(before)[0]),
     )
 
@@ -383,7 +341,7 @@ def test_a_linen_name_that_is_an_nnx_member_is_an_error_and_nothing_is_stored():
         "_ClashNNX: the Linen module has a variable or submodule named 'eval', which is "
         "also a member of the NNX wrapper; rename it in the Linen module"
     )
-    assert _linen_vars(model) == {}  # not 'out' without 'eval'
+    assert linen_vars(model) == {}  # not 'out' without 'eval'
     assert model.eval == nnx.Module.eval.__get__(model)  # the NNX method is intact
 
 
@@ -405,12 +363,12 @@ def test_rngs_and_module_arguments_are_checked():
     ref = CNN(4, 3, rngs=nnx.Rngs(0))
     ref.eval()
     ref(IMG)
-    _assert_equal(_linen_vars(model), _linen_vars(ref))
+    assert_equal(linen_vars(model), linen_vars(ref))
     model = CNN(4, 3, rngs=jax.random.key(7))  # type: ignore[arg-type]
     nnx.bridge.lazy_init(model, IMG, use_running_average=True)
     tonnx = nnx.bridge.ToNNX(linen_cnn.CNN(4, 3), rngs=jax.random.key(7))
     tonnx.lazy_init(IMG, True)
-    _assert_same_state(model, tonnx)
+    assert_same_state(model, tonnx)
 
 
 # ---------------------------------------------------------------------------
@@ -418,36 +376,36 @@ def test_rngs_and_module_arguments_are_checked():
 
 
 @pytest.fixture(scope="module")
-def openpi_style(wrap):
+def linengen(wrap):
+    """``get(module, cls)`` -> (the generated wrapper module of
+    ``linengen.<module>:<cls>``, the Linen module), from ``tests/fixtures``."""
     from tests.helpers import ROOT
 
     fixtures = str(ROOT / "tests" / "fixtures")
     sys.path.insert(0, fixtures)
-    try:
-        yield (
-            wrap("linengen.openpi_style:Module"),
-            importlib.import_module("linengen.openpi_style"),
-        )
-    finally:
-        sys.path.remove(fixtures)
+
+    def get(module: str, cls: str):
+        target = f"linengen.{module}"
+        return wrap(f"{target}:{cls}"), importlib.import_module(target)
+
+    yield get
+    sys.path.remove(fixtures)
 
 
-def test_openpi_style_init_method_through_lazy_init(openpi_style):
+def test_openpi_style_init_method_through_lazy_init(linengen):
     """openpi: ``llm = ToNNX(Gemma(...)); llm.lazy_init(rngs=rngs, method="init")``,
     then ``llm(..., method="embed")``; here ``lazy_init(model.init)`` and a typed
     ``model.embed(tokens)``."""
-    wrapped, linen = openpi_style
+    wrapped, linen = linengen("openpi_style", "Module")
     model = wrapped.Module(width=8, vocab=16, rngs=nnx.Rngs(0))
     nnx.bridge.lazy_init(model.init)
     ref = nnx.bridge.ToNNX(linen.Module(width=8, vocab=16), rngs=nnx.Rngs(0))
     ref.lazy_init(method="init")
-    _assert_same_state(model, ref)
-    assert set(_linen_vars(model)["params"]) == {"embedder", "block"}
+    assert_same_state(model, ref)
+    assert set(linen_vars(model)["params"]) == {"embedder", "block"}
     emb = model.embed(TOK)
-    _assert_equal(
-        emb, linen.Module(8, 16).apply(_linen_vars(model), TOK, method="embed")
-    )
-    _assert_equal(model(emb), ref(emb))
+    assert_equal(emb, linen.Module(8, 16).apply(linen_vars(model), TOK, method="embed"))
+    assert_equal(model(emb), ref(emb))
 
 
 def test_decode_cache_is_written_back_step_by_step(layers):
@@ -459,7 +417,7 @@ def test_decode_cache_is_written_back_step_by_step(layers):
     for jit in (False, True):
         model = layers.MultiHeadDotProductAttention(**kwargs, rngs=nnx.Rngs(0))
         nnx.bridge.lazy_init(model, SEQ)
-        variables = _linen_vars(model)
+        variables = linen_vars(model)
         assert set(variables["cache"]) == {"cached_key", "cached_value", "cache_index"}
         step = nnx.jit(lambda m, x: m(x)) if jit else (lambda m, x: m(x))
         for t in range(SEQ.shape[1]):
@@ -469,36 +427,21 @@ def test_decode_cache_is_written_back_step_by_step(layers):
             np.testing.assert_allclose(
                 np.asarray(step(model, x_t)), np.asarray(y_ref), rtol=1e-5, atol=1e-6
             )
-            _assert_equal(_linen_vars(model)["cache"], variables["cache"])
+            assert_equal(linen_vars(model)["cache"], variables["cache"])
         assert int(model.cache_index.get_value()) == SEQ.shape[1]
 
 
-@pytest.fixture(scope="module")
-def scanned(wrap):
-    from tests.helpers import ROOT
-
-    fixtures = str(ROOT / "tests" / "fixtures")
-    sys.path.insert(0, fixtures)
-    try:
-        yield (
-            wrap("linengen.scanned:Decoder"),
-            importlib.import_module("linengen.scanned"),
-        )
-    finally:
-        sys.path.remove(fixtures)
-
-
-def test_maxtext_style_scanned_remat_decoder(scanned):
+def test_maxtext_style_scanned_remat_decoder(linengen):
     """Layers under ``nn.scan(nn.remat(...))`` with a ``layers`` partition axis:
     ToNNX's stacked layout, its partition specs, Linen's numbers and gradients."""
-    wrapped, linen = scanned
+    wrapped, linen = linengen("scanned", "Decoder")
     x = jax.random.normal(jax.random.key(8), (2, 4, 8))
     with nnx.use_eager_sharding(False):  # no mesh here
         model = wrapped.Decoder(d=8, depth=3, rngs=nnx.Rngs(0))
         y = model(x)
         ref = nnx.bridge.ToNNX(linen.Decoder(8, 3), rngs=nnx.Rngs(0))
         ref.lazy_init(x)
-    _assert_same_state(model, ref)
+    assert_same_state(model, ref)
     kernel = model.layers["Dense_0"]["kernel"]
     assert kernel.get_value().shape == (3, 8, 8)
     specs = nnx.get_partition_spec(nnx.state(model, nnx.Param))
@@ -506,8 +449,8 @@ def test_maxtext_style_scanned_remat_decoder(scanned):
         jax.sharding.PartitionSpec("layers", "embed", "mlp")
     )
     assert specs == nnx.get_partition_spec(nnx.state(ref, nnx.Param))
-    variables = _linen_vars(model)
-    _assert_equal(y, linen.Decoder(8, 3).apply(variables, x))
+    variables = linen_vars(model)
+    assert_equal(y, linen.Decoder(8, 3).apply(variables, x))
     grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
     expected = jax.grad(
         lambda p: jnp.sum(linen.Decoder(8, 3).apply({"params": p}, x) ** 2)
@@ -527,41 +470,34 @@ def test_lazy_init_needs_no_mode_and_calls_still_do():
         ref = MLP(5, 3, rngs=nnx.Rngs(0))
         getattr(ref, mode)()
         nnx.bridge.lazy_init(ref, X)
-        _assert_same_state(model, ref)
+        assert_same_state(model, ref)
     assert model.deterministic is None  # lazy_init set no mode
     with pytest.raises(rt.ModeError, match="'train' follows the NNX mode"):
         model(X)
     model.eval()
-    _assert_equal(model(X), linen_mlp.MLP(5, 3).apply(_linen_vars(model), X, False))
+    assert_equal(model(X), linen_mlp.MLP(5, 3).apply(linen_vars(model), X, False))
 
 
-def test_custom_and_sown_collections(wrap):
+def test_custom_and_sown_collections(linengen):
     """A custom collection (``counter``, updated each call) becomes flax's registered
     type for it, as in ToNNX, and is written back; a sown one (``losses``) holds the
     last call's values only, as a Linen ``apply`` that is not handed them back."""
-    from tests.helpers import ROOT
-
-    fixtures = str(ROOT / "tests" / "fixtures")
-    sys.path.insert(0, fixtures)
-    try:
-        wrapped = wrap("linengen.custom:Counter")
-        linen = importlib.import_module("linengen.custom").Counter()
-    finally:
-        sys.path.remove(fixtures)
+    wrapped, custom = linengen("custom", "Counter")
+    linen = custom.Counter()
     model = wrapped.Counter(rngs=nnx.Rngs(0))
     nnx.bridge.lazy_init(model, X)
     ref = nnx.bridge.ToNNX(linen, rngs=nnx.Rngs(0))
     ref.lazy_init(X)
     assert type(model.n) is type(ref.n) and type(model.l2) is type(ref.l2)
     assert nnx.variablelib.variable_name_from_type(type(model.n)) == "counter"
-    variables = _linen_vars(model)
+    variables = linen_vars(model)
     for step in (1, 2, 3):
         y = model(X)
         y_ref, updates = linen.apply(
             {k: variables[k] for k in ("params", "counter")}, X, mutable=True
         )
         variables = {**variables, **updates}
-        _assert_equal(y, y_ref)
+        assert_equal(y, y_ref)
         assert int(model.n.get_value()) == step
-        _assert_equal(model.l2.get_value(), updates["losses"]["l2"])
+        assert_equal(model.l2.get_value(), updates["losses"]["l2"])
         assert len(model.l2.get_value()) == 1

@@ -47,6 +47,7 @@ from flax import nnx
 from generated_examples.linen_mlp import MLP as LinenMLP
 from generated_examples.linen_mlp_nnx import MLP
 from tests.helpers import ROOT
+from tests.linen_helpers import assert_same_state, draw, linen_vars
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -62,49 +63,10 @@ def _rngs() -> nnx.Rngs:
     return nnx.Rngs(params=0, dropout=1)
 
 
-def _draw(rngs: nnx.Rngs) -> dict[str, jax.Array]:
-    """The keys a wrapper call draws: one per stream, ``default`` as ``params``."""
-    keys = {name: stream() for name, stream in rngs.items()}
-    if "params" not in keys and "default" in keys:
-        keys["params"] = keys.pop("default")
-    return keys
-
-
 def _keys(calls: int) -> list[dict[str, jax.Array]]:
     """The keys of a wrapper's first ``calls`` calls (lazy_init counts as one)."""
     forked = _rngs().fork()  # what linen_init stores
-    return [_draw(forked) for _ in range(calls)]
-
-
-def _variables(model: nnx.Module) -> dict:
-    """The Linen variables of a wrapper (or ToNNX), via flax's bridge converter."""
-    attrs = {
-        k: v
-        for k, v in vars(model).items()
-        if not k.startswith(("to_nnx__", "_pytree__"))
-        and isinstance(v, (nnx.Variable, Mapping))  # not the mode attributes
-    }
-    return nnx.bridge.variables.nnx_attrs_to_linen_vars(attrs)
-
-
-def _flat(model: nnx.Module) -> dict[tuple, tuple[type, np.ndarray]]:
-    out = {}
-    for path, v in nnx.to_flat_state(nnx.state(model)):
-        value = v.get_value()
-        if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
-            value = jax.random.key_data(value)
-        out[tuple(path)] = (type(v), np.asarray(value))
-    return out
-
-
-def _assert_same_state(a: nnx.Module, b: nnx.Module, rtol: float = 0.0) -> None:
-    fa, fb = _flat(a), _flat(b)
-    assert sorted(fa) == sorted(fb)
-    for path in fa:
-        assert fa[path][0] is fb[path][0], (path, fa[path][0], fb[path][0])
-        np.testing.assert_allclose(
-            fa[path][1], fb[path][1], rtol=rtol, err_msg=str(path)
-        )
+    return [draw(forked) for _ in range(calls)]
 
 
 def _close(a, b, tol: float = 1e-6) -> None:
@@ -147,7 +109,7 @@ def test_jit_forward_equals_eager_and_linen_apply():
     model.eval()
     jitted = nnx.jit(lambda m, x: m(x))(model, X)
     eager = model(X)
-    linen = LinenMLP(*ARGS).apply(_variables(model), X, train=False)
+    linen = LinenMLP(*ARGS).apply(linen_vars(model), X, train=False)
     _close(jitted, eager)
     _close(jitted, linen)
     # train mode reaches the jitted call: the numbers change (BatchNorm + dropout)
@@ -163,12 +125,12 @@ def test_first_call_inside_jit_creates_the_eager_variables():
     eager = MLP(*ARGS, rngs=_rngs())
     eager.train()
     y_eager = eager(X)
-    assert sorted(_variables(inside)) == ["batch_stats", "params"]
-    _assert_same_state(inside, eager, rtol=1e-6)
+    assert sorted(linen_vars(inside)) == ["batch_stats", "params"]
+    assert_same_state(inside, eager, rtol=1e-6)
     _close(y_inside, y_eager)
     # and the jitted model keeps working, on the variables it made
     _close(step(inside, X), eager(X))
-    _assert_same_state(inside, eager, rtol=1e-6)
+    assert_same_state(inside, eager, rtol=1e-6)
 
 
 def test_jit_train_step_writes_back_linen_batch_stats():
@@ -178,15 +140,15 @@ def test_jit_train_step_writes_back_linen_batch_stats():
     ref_step = nnx.jit(lambda m, x: m(x, train=True, mutable=["batch_stats"]))
     keys = _keys(3)[1:]  # lazy_init drew the first
     for key in keys:
-        before = _variables(model)
+        before = linen_vars(model)
         y = step(model, X)
         expected, updates = _linen_train(before, key["dropout"])
         _close(y, expected)
-        _close(_variables(model)["batch_stats"], updates["batch_stats"])
+        _close(linen_vars(model)["batch_stats"], updates["batch_stats"])
         old, new = before["batch_stats"]["bn"], updates["batch_stats"]["bn"]
         assert not np.allclose(new["mean"], old["mean"])
         _close(y, ref_step(ref, X))
-        _assert_same_state(model, ref, rtol=1e-6)
+        assert_same_state(model, ref, rtol=1e-6)
     # the dropout key matters: another key gives other numbers
     other, _ = _linen_train(before, jax.random.key(99))
     assert not np.allclose(other, y)
@@ -200,7 +162,7 @@ def test_grad_equals_jax_grad_of_linen_apply_eval():
     model = _mlp()
     model.eval()
     grads = nnx.grad(lambda m: _mse(m(X)))(model)
-    variables = _variables(model)
+    variables = linen_vars(model)
 
     def linen_loss(params):
         y = LinenMLP(*ARGS).apply({**variables, "params": params}, X, train=False)
@@ -216,7 +178,7 @@ def test_grad_equals_jax_grad_of_linen_apply_eval():
 def test_jitted_value_and_grad_in_train_mode_equals_linen():
     model = _mlp()
     model.train()
-    variables = _variables(model)
+    variables = linen_vars(model)
     key = _keys(2)[1]["dropout"]
     loss, grads = nnx.jit(nnx.value_and_grad(lambda m: _mse(m(X))))(model)
 
@@ -233,9 +195,9 @@ def test_jitted_value_and_grad_in_train_mode_equals_linen():
     _close(loss, expected_loss)
     _close(nnx.to_pure_dict(grads), expected)
     # the batch statistics computed inside the transform are written back
-    _close(_variables(model)["batch_stats"], updates["batch_stats"])
+    _close(linen_vars(model)["batch_stats"], updates["batch_stats"])
     # parameters are untouched by taking gradients
-    _close(_variables(model)["params"], variables["params"], tol=0.0)
+    _close(linen_vars(model)["params"], variables["params"], tol=0.0)
 
 
 # ---------------------------------------------------------------------------
@@ -261,10 +223,10 @@ def test_optimizer_loop_equals_to_nnx_and_linen_apply():
     ref_losses = _train(ref, lambda m, x: m(x, train=True, mutable=["batch_stats"]))
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-6)
     assert losses[-1] < losses[0]
-    _assert_same_state(model, ref, rtol=1e-5)
+    assert_same_state(model, ref, rtol=1e-5)
     # the trained parameters, through plain Linen apply
     model.eval()
-    expected = LinenMLP(*ARGS).apply(_variables(model), X, train=False)
+    expected = LinenMLP(*ARGS).apply(linen_vars(model), X, train=False)
     _close(model(X), expected)
     _close(ref(X, train=False), expected)
 
@@ -307,7 +269,7 @@ def test_vmap_construction_scan_and_vmap_over_the_stack(stack_mod, first_call):
 
     stack = _stack(lambda r: stack_mod.Block(4, rngs=r), first_call)
     ref = _stack(lambda r: nnx.bridge.ToNNX(LinenBlock(4), rngs=r))
-    _assert_same_state(stack, ref)
+    assert_same_state(stack, ref)
     kernels = nnx.to_pure_dict(nnx.state(stack, nnx.Param))["Dense_0"]["kernel"]
     assert kernels.shape == (N, 4, 4)
     assert not np.allclose(kernels[0], kernels[1])  # split rngs: distinct layers
@@ -373,30 +335,30 @@ def test_inside_an_nnx_module_state_and_modes():
     # the wrapper is built first: it forks the outer Rngs before nnx.Linear draws
     forked = nnx.Rngs(params=0, dropout=1).fork()
 
-    _draw(forked)  # lazy_init's keys
+    draw(forked)  # lazy_init's keys
     outer.train()
     assert outer.mlp.use_running_average is False and outer.mlp.deterministic is False
-    before = _variables(outer.mlp)
-    key = _draw(forked)["dropout"]
+    before = linen_vars(outer.mlp)
+    key = draw(forked)["dropout"]
     y_train = outer(X)
     expected, updates = _linen_train(before, key, (8, 4, 0.5))
     _close(y_train, head(expected))
-    _close(_variables(outer.mlp)["batch_stats"], updates["batch_stats"])
+    _close(linen_vars(outer.mlp)["batch_stats"], updates["batch_stats"])
     old, new = before["batch_stats"]["bn"], updates["batch_stats"]["bn"]
     assert not np.allclose(new["var"], old["var"])
 
     outer.eval()  # back to the running averages (the updated ones), no dropout
     assert outer.mlp.use_running_average is True and outer.mlp.deterministic is True
     y_eval = outer(X)
-    _close(y_eval, head(linen.apply(_variables(outer.mlp), X, train=False)))
+    _close(y_eval, head(linen.apply(linen_vars(outer.mlp), X, train=False)))
     assert not np.allclose(y_eval, y_train, atol=1e-3)
-    _close(_variables(outer.mlp)["batch_stats"], updates["batch_stats"], tol=0.0)
+    _close(linen_vars(outer.mlp)["batch_stats"], updates["batch_stats"], tol=0.0)
 
 
 def test_inside_an_nnx_module_grad_and_optimizer():
     outer = _head()
     outer.eval()
-    variables = _variables(outer.mlp)
+    variables = linen_vars(outer.mlp)
     linear = _linear_params(outer)
 
     def linen_loss(params, linear):
@@ -413,7 +375,7 @@ def test_inside_an_nnx_module_grad_and_optimizer():
     losses = _train(outer, lambda m, x: m(x))
     assert losses[-1] < losses[0]
     outer.eval()
-    h = LinenMLP(8, 4, 0.5).apply(_variables(outer.mlp), X, train=False)
+    h = LinenMLP(8, 4, 0.5).apply(linen_vars(outer.mlp), X, train=False)
     trained = _linear_params(outer)
     _close(outer(X), _linear(trained)(h))
     assert not np.allclose(trained["kernel"], linear["kernel"])

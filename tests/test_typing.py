@@ -200,25 +200,28 @@ y = model.apply(variables, x, train=False)
 '''
 
 
+def _mypy_user_file(user_env, name: str, text: str):
+    """mypy on ``text`` written as the user project's ``name``, with the wheel's nnxgen."""
+    vpy, _, proj = user_env
+    (proj / name).write_text(text)
+    return mypy(name, "--cache-dir", str(proj / ".mypy_cache"), cwd=proj, python=vpy)
+
+
 def test_mypy_on_a_user_file_importing_a_wrapper_with_the_wheel_installed(user_env):
-    vpy, site, proj = user_env
-    (proj / "user.py").write_text(USER_FILE)
-    cache = ["--cache-dir", str(proj / ".mypy_cache")]
-    ok = mypy("user.py", *cache, cwd=proj, python=vpy)
+    site = user_env[1]
+    ok = _mypy_user_file(user_env, "user.py", USER_FILE)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.startswith("Success: no issues found"), ok.stdout
 
     # mypy really reads the wrapper: a wrongly typed field is an error
-    (proj / "user.py").write_text(USER_FILE.replace("din=3", 'din="3"'))
-    bad = mypy("user.py", *cache, cwd=proj, python=vpy)
+    bad = _mypy_user_file(user_env, "user.py", USER_FILE.replace("din=3", 'din="3"'))
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert 'Argument "din" to "MLP" has incompatible type "str"; expected "int"' in bad.stdout
 
     # ... and py.typed is what makes it work: without it, the import is skipped
     (site / "nnxgen" / "py.typed").unlink()
     try:
-        (proj / "user.py").write_text(USER_FILE)
-        no_marker = mypy("user.py", *cache, cwd=proj, python=vpy)
+        no_marker = _mypy_user_file(user_env, "user.py", USER_FILE)
     finally:
         (site / "nnxgen" / "py.typed").touch()
     assert no_marker.returncode == 1, no_marker.stdout
@@ -244,10 +247,7 @@ reveal_type(model.__call__)
 
 def test_mypy_on_a_user_file_importing_an_nnx_wrapper_of_linen(user_env):
     """The Linen -> NNX direction is typed too: fields, rngs, mode arguments, methods."""
-    vpy, _, proj = user_env
-    (proj / "user_nnx.py").write_text(USER_FILE_NNX)
-    cache = ["--cache-dir", str(proj / ".mypy_cache")]
-    ok = mypy("user_nnx.py", *cache, cwd=proj, python=vpy)
+    ok = _mypy_user_file(user_env, "user_nnx.py", USER_FILE_NNX)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     revealed = ok.stdout.replace("jax._src.basearray.Array", "jax.Array")
     assert '"def (x: jax.Array, train: bool | None =) -> jax.Array"' in revealed, ok.stdout
@@ -256,8 +256,7 @@ def test_mypy_on_a_user_file_importing_an_nnx_wrapper_of_linen(user_env):
         (", rngs=nnx.Rngs(0)", "", 'Missing named argument "rngs" for "MLP"'),
         ("train=True", 'train="yes"', 'Argument "train" to "embed" of "MLP" has incompatible type "str"'),
     ]:  # fmt: skip
-        (proj / "user_nnx.py").write_text(USER_FILE_NNX.replace(old, new))
-        bad = mypy("user_nnx.py", *cache, cwd=proj, python=vpy)
+        bad = _mypy_user_file(user_env, "user_nnx.py", USER_FILE_NNX.replace(old, new))
         assert bad.returncode == 1, bad.stdout + bad.stderr
         assert message in bad.stdout, bad.stdout
 
