@@ -58,7 +58,7 @@ def main() -> None:
 
 
 def _jobs(
-    targets: tuple[str, ...], output: str | None
+    targets: tuple[str, ...], output: str | None, *, checking: bool = False
 ) -> list[tuple[str, list[str], str | None]]:
     """(output path, targets, recorded command) for this run; chdir to the project root
     when the run comes from [tool.nnxgen]."""
@@ -67,7 +67,9 @@ def _jobs(
     if targets:
         if output is None:
             raise generate.GenerateError(
-                "give -o OUTPUT.py with targets (or configure [tool.nnxgen])"
+                f"give -o OUTPUT.py with targets: nnxgen wrap {' '.join(targets)} "
+                "-o OUTPUT.py (or list the output in [tool.nnxgen.outputs] of "
+                "pyproject.toml and run nnxgen wrap with no arguments)"
             )
         return [(output, list(targets), None)]
     if output is not None:
@@ -76,9 +78,19 @@ def _jobs(
         )
     cfg = config.load()
     if cfg is None or not cfg.outputs:
+        where = config.find_pyproject()
+        table = '[tool.nnxgen.outputs] ("out.py" = ["pkg.module:Class"])'
+        found = f"in {where}" if where is not None else "(no pyproject.toml found)"
+        if checking:
+            raise generate.GenerateError(
+                f"nothing to check: no files given and no {table} {found}; pass the "
+                "generated files (nnxgen check out.py ...) or list them in "
+                "[tool.nnxgen.outputs]"
+            )
         raise generate.GenerateError(
-            "no targets given and no [tool.nnxgen.outputs] in pyproject.toml; "
-            "run nnxgen wrap pkg.module:Class -o out.py"
+            f"no targets given and no [tool.nnxgen.outputs] {found}; run nnxgen wrap "
+            f"pkg.module:Class -o out.py, or list outputs in {table} and run nnxgen "
+            "wrap with no arguments"
         )
     os.chdir(cfg.root)
     return [(o.path, list(o.targets), None) for o in cfg.outputs]
@@ -126,6 +138,7 @@ def wrap(
         for out, tgts, _ in jobs:
             if not out.endswith(".py"):
                 raise generate.GenerateError(f"output {out!r} must be a .py file")
+            generate.check_not_source(tgts, out)  # even with --force
             generate.check_writable(Path(out), force)
         for out, tgts, _ in jobs:  # render everything before writing anything
             texts.append((out, generate.generate(tgts, out, tdir)))
@@ -173,7 +186,7 @@ def check(files: tuple[str, ...], templates: str | None, debug: bool):
                 tgts, command = header
                 jobs.append((f, tgts, command))
         else:
-            jobs = _jobs((), None)
+            jobs = _jobs((), None, checking=True)
         stale = 0
         for out, tgts, command in jobs:
             recorded_out = out

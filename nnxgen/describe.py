@@ -87,8 +87,10 @@ def _param(p: ParamSpec) -> dict[str, Any]:
     return d
 
 
-def _method(m: MethodSpec) -> dict[str, Any]:
-    return {
+def _method(
+    m: MethodSpec, renamed: tuple[tuple[str, str], ...], default_why: str
+) -> dict[str, Any]:
+    d = {
         "name": m.name,
         "wrapper_name": m.wrapper_name,
         "params": [_param(p) for p in m.params],
@@ -96,6 +98,12 @@ def _method(m: MethodSpec) -> dict[str, Any]:
         "takes_rngs": m.takes_rngs,
         "train_param": m.train_param,
     }
+    if m.wrapper_name != m.name:
+        # the reason the class comment gives ("features_ (a constructor ...)")
+        text = dict(renamed).get(m.name, "")
+        why = text.removeprefix(m.wrapper_name).strip().removeprefix("(")
+        d["renamed_because"] = why.removesuffix(")") or default_why
+    return d
 
 
 def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +124,9 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
             "fields": [_param(p) for p in spec.params],
             "extra_fields": [dataclasses.asdict(f) for f in spec.extra_fields],
             "takes_rngs": spec.takes_rngs,
-            "methods": [_method(m) for m in spec.methods],
+            "methods": [
+                _method(m, spec.renamed, "a name of Linen's own") for m in spec.methods
+            ],
             "imports": sorted(i.statement() for i in imports),
         }
         required = [
@@ -155,7 +165,10 @@ def _describe_linen(t: targets.Target) -> dict[str, Any]:
         "extra_fields": [],
         "takes_rngs": True,
         "methods": [
-            {**_method(m), "modes": list(modes)}
+            {
+                **_method(m, spec.renamed, "a name of nnx.Module's own"),
+                "modes": list(modes),
+            }
             for m, modes in zip(spec.methods, spec.modes, strict=True)
         ],
         "imports": sorted(i.statement() for i in imports),
@@ -186,7 +199,10 @@ def as_text(data: dict[str, Any]) -> str:
         for m in c["methods"]:
             params = ", ".join(p["name"] for p in m["params"])
             ret = f" -> {m['returns']}" if m["returns"] else ""
-            lines.append(f"    {m['wrapper_name']}({params}){ret}")
+            text = f"    {m['wrapper_name']}({params}){ret}"
+            if m["wrapper_name"] != m["name"]:
+                text += f"  [runs {m['name']}: {m['renamed_because']}]"
+            lines.append(text)
         lines.append("  state:")
         if c["state"] is None:
             lines.append(f"    ({c['state_note']})")

@@ -151,6 +151,34 @@ def is_generated(path: Path) -> bool:
         return False
 
 
+def check_not_source(target_texts: list[str], output: str) -> None:
+    """Refuse an output that is the source of a target (or of a class it builds on):
+    a wrapper imports the module it wraps and can never replace it, --force or not."""
+    import sys
+
+    out = Path(output).resolve()
+    for text in target_texts:
+        for t in targets.resolve(text):
+            modules = {t.module} | {
+                k.__module__ for k in getattr(t.cls, "__mro__", (t.cls,))
+            }
+            for name in sorted(m for m in modules if m):
+                src = getattr(sys.modules.get(name), "__file__", None)
+                if src and Path(src).resolve() == out:
+                    raise GenerateError(
+                        f"-o {output} is the source of {t.text} (module {name}): a "
+                        "wrapper imports the module it wraps and cannot replace it; "
+                        f"write it to another file, e.g. -o {_sibling(output, t.cls)}"
+                    )
+
+
+def _sibling(output: str, cls: type) -> str:
+    """``models.py`` -> ``models_linen.py`` (``models_nnx.py`` for a Linen target)."""
+    p = Path(output)
+    suffix = "_nnx" if linen_inspector.is_linen_class(cls) else "_linen"
+    return p.with_name(f"{p.stem}{suffix}.py").as_posix()
+
+
 def check_writable(path: Path, force: bool) -> None:
     if path.exists() and not force and not is_generated(path):
         raise GenerateError(

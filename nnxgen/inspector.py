@@ -707,6 +707,9 @@ def _is_kontext_key(obj: Any) -> bool:
 
 #: Why a member that is not one of Linen's own names was renamed (the comment).
 _OWN_NAME = " (a name the generated file itself uses)"
+#: Why a method named like a constructor parameter was renamed (the comment): the
+#: field keeps the name, the user's constructor API.
+_PARAM_NAME = " (a constructor parameter's name, kept by the field)"
 
 
 def _free_name(name: str, taken: set[str]) -> str:
@@ -831,10 +834,12 @@ def inspect_class(
 
     # Methods.
     methods: list[MethodSpec] = []
+    # A method named like a constructor parameter (``features(self, x)`` and
+    # ``__init__(self, features)``) is kept under a free name: the field keeps the
+    # parameter's. The runtime runs the NNX class's method even where the instance
+    # attribute set from the constructor shadows it.
     param_names = {p.name for p in params}
     for mname in public_methods(cls):
-        if mname in param_names:
-            continue  # an instance attribute set from the constructor shadows it
         owner = _owner(cls, mname)
         assert owner is not None
         fn = getattr(cls, mname)
@@ -845,10 +850,13 @@ def inspect_class(
         if plist and plist[0].kind is not plist[0].VAR_POSITIONAL:
             plist = plist[1:]  # self
         mparams = []
-        takes = False
+        takes = key_rngs = False
         for p in plist:
             if p.name == "rngs":
+                # filled by the runtime: an nnx.Rngs, or a PRNG key where the
+                # annotation says so (``rngs: jax.Array``; see _is_key_annotation)
                 takes = True
+                key_rngs = _is_key_annotation(p.annotation)
                 continue
             mp = _param(ctx, cls, mname, p, texts.get(p.name) if texts else None)
             if takes and p.kind is p.POSITIONAL_OR_KEYWORD:
@@ -862,10 +870,15 @@ def inspect_class(
         else:
             returns = None
         wname = mname
-        if mname != "__call__" and mname in reserved:
+        if mname != "__call__" and (mname in reserved or mname in param_names):
             wname = _free_name(mname, members | reserved)
             members.add(wname)
-            why = "" if mname in _linen_reserved() else _OWN_NAME
+            if mname in _linen_reserved():
+                why = ""
+            elif mname in reserved:
+                why = _OWN_NAME
+            else:
+                why = _PARAM_NAME
             renamed.append((mname, wname + why))
         train = "train" if "train" in sig.parameters else None
         doc = _doc(fn)
@@ -876,7 +889,15 @@ def inspect_class(
         )
         methods.append(
             MethodSpec(
-                mname, wname, tuple(mparams), returns, doc, takes, train, doc_raw=raw
+                mname,
+                wname,
+                tuple(mparams),
+                returns,
+                doc,
+                takes,
+                train,
+                doc_raw=raw,
+                key_rngs=key_rngs,
             )
         )
 
@@ -917,3 +938,44 @@ def _rngs_param(params: list[inspect.Parameter]) -> str | None:
         ):
             return p.name
     return None
+
+
+def _is_key_annotation(annotation: Any) -> bool:
+    """Whether a method's ``rngs`` parameter is annotated as a PRNG key.
+
+    Not a key (an ``nnx.Rngs``, as before): no annotation, ``Any``, or one
+    that names ``Rngs`` / ``RngStream`` anywhere (``nnx.Rngs``,
+    ``nnx.Rngs | None``, a subclass such as ``MyRngs``; as an object or as the
+    text ``from __future__ import annotations`` leaves). Anything else is a key:
+    ``jax.Array``, ``jax.typing.ArrayLike``, ``PRNGKey``, jaxtyping's
+    ``PRNGKeyArray`` / ``Key[Array, ""]``, ``jax.Array | None``...
+    """
+    import re
+    import types
+    import typing
+
+    from flax import nnx
+
+    if annotation is inspect.Parameter.empty or annotation is typing.Any:
+        return False
+    if isinstance(annotation, typing.ForwardRef):
+        annotation = annotation.__forward_arg__
+    if isinstance(annotation, str):
+        names = [
+            n.rsplit(".", 1)[-1] for n in re.findall(r"[A-Za-z_][\w.]*", annotation)
+        ]
+        return bool(names) and not any(
+            n.endswith("Rngs") or n in ("RngStream", "Any") for n in names
+        )
+    if isinstance(annotation, type):
+        return not (
+            issubclass(annotation, (nnx.Rngs, nnx.RngStream))
+            or annotation.__name__.endswith("Rngs")
+        )
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_key_annotation(typing.get_args(annotation)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return all(_is_key_annotation(a) for a in members)
+    return True

@@ -35,6 +35,8 @@ _OWN_MEMBERS = frozenset(
         "use_running_average",
     }
 )
+#: Why a method named like a field was renamed (the comment).
+_FIELD_NAME = " (a Linen field's name, kept by the constructor parameter)"
 
 
 def _linen():
@@ -169,6 +171,7 @@ def inspect_linen_class(
     # Fields: the dataclass __init__ (what Python calls), less parent / name.
     sig = inspector._signature(cls.__init__, f"{target}.__init__")
     fields: list[ParamSpec] = []
+    method_names = set(public_methods(cls))
     for p in list(sig.parameters.values())[1:]:
         if p.name in ("parent", "name"):
             continue
@@ -180,6 +183,11 @@ def inspect_linen_class(
         owner = _field_owner(cls, p.name)
         ctx = inspector._context(cls, owner, wrapped, imports, names)
         text = _field_texts(ctx, owner).get(p.name)
+        if p.name in method_names and p.default is getattr(cls, p.name, None):
+            # ``features: int`` beside a method ``features`` (inherited, or defined
+            # after the annotation): dataclasses takes the function for the field's
+            # default. It is no value anyone passes: the field is required.
+            p = p.replace(default=inspect.Parameter.empty)
         if p.default is dataclasses._HAS_DEFAULT_FACTORY:  # type: ignore[attr-defined]
             p = p.replace(default=_FACTORY)
             text = dataclasses.replace(text, default=None) if text else None
@@ -196,7 +204,12 @@ def inspect_linen_class(
 
     # Methods.
     reserved = _nnx_reserved()
-    members = set(public_methods(cls))
+    # A method named like a field (``features(self, x)`` inherited by a module with
+    # a ``features: int`` field) is kept under a free name: the constructor
+    # parameter keeps the field's. The runtime hands Linen the class's function,
+    # which the field shadows on the instance.
+    field_names = {f.name for f in fields}
+    members = set(public_methods(cls)) | field_names
     methods: list[MethodSpec] = []
     modes: list[tuple[str, ...]] = []
     renamed: list[tuple[str, str]] = []
@@ -223,10 +236,13 @@ def inspect_linen_class(
         else:
             returns = None
         wname = mname
-        if mname != "__call__" and (mname in reserved or keyword.iskeyword(mname)):
+        if mname != "__call__" and (
+            mname in reserved or keyword.iskeyword(mname) or mname in field_names
+        ):
             wname = inspector._free_name(mname, members | reserved)
             members.add(wname)
-            renamed.append((mname, wname))
+            clash = mname in field_names and mname not in reserved
+            renamed.append((mname, wname + (_FIELD_NAME if clash else "")))
         doc = inspector._doc(fn)
         raw = (
             bool(doc)

@@ -248,6 +248,11 @@ def _spec_lines(cls: ClassSpec) -> list[str]:
     rngs_methods = [f'"{m.name}"' for m in cls.methods if m.takes_rngs]
     if rngs_methods:
         items.append(Seq("rngs_methods=(", rngs_methods, ")", single_comma=True))
+    # methods whose `rngs` is a PRNG key (written only when there are some, so
+    # files without one are unchanged)
+    key_methods = [f'"{m.name}"' for m in cls.methods if m.takes_rngs and m.key_rngs]
+    if key_methods:
+        items.append(Seq("key_rngs_methods=(", key_methods, ")", single_comma=True))
     return lay_out(INDENT, "__nnxgen__ = ", Seq("_rt.WrapperSpec(", items, ")"))
 
 
@@ -493,6 +498,13 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
     ]
     if raw:
         data += repr(raw)
+    keyed = [
+        (c.name, [m.name for m in c.methods if getattr(m, "key_rngs", False)])
+        for c in spec.classes
+        if any(getattr(m, "key_rngs", False) for m in c.methods)
+    ]
+    if keyed:  # methods whose `rngs` is a PRNG key (not in MethodSpec's repr)
+        data += repr(keyed)
     if spec.aliases:
         data += repr(spec.aliases)
     data += template_sources(

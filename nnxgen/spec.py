@@ -65,6 +65,9 @@ class MethodSpec:
     #: the source docstring is a raw string (r"""..."""); not in the repr, which
     #: the fingerprint reads (render.fingerprint adds it when set)
     doc_raw: bool = dataclasses.field(default=False, repr=False)
+    #: its ``rngs`` parameter is annotated as a PRNG key (``jax.Array``...), not an
+    #: ``nnx.Rngs``; not in the repr either (render.fingerprint adds it when set)
+    key_rngs: bool = dataclasses.field(default=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)

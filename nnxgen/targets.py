@@ -100,6 +100,7 @@ def resolve(text: str) -> list[Target]:
     spec = spec.strip()
     if not spec or any(c.isspace() for c in spec):
         raise TargetError(f"bad target {text!r}: write it as package.module:Class")
+    _refuse_path(text, spec)
     if ":" in spec:
         module_name, _, qualname = spec.partition(":")
         try:
@@ -150,7 +151,7 @@ def resolve(text: str) -> list[Target]:
         if not hasattr(obj, part):
             raise TargetError(
                 f"module {module_name!r} has no attribute {qualname!r} (target {text!r}); "
-                "check the class name"
+                + _did_you_mean(obj, part)
             )
         obj = getattr(obj, part)
     # Named as the target: a class bound to another name (``Dyn = make(3)``,
@@ -162,3 +163,59 @@ def resolve(text: str) -> list[Target]:
         f"={rename.strip()}" if rename.strip() else ""
     )
     return [Target(norm, obj, name, module_name, qualname)]  # type: ignore[arg-type]
+
+
+def _did_you_mean(owner: object, name: str) -> str:
+    """``did you mean 'Linear'?`` for a misspelt class of ``owner`` (a module or class)."""
+    import difflib
+
+    classes = [
+        n
+        for n, v in vars(owner).items()
+        if isinstance(v, type) and not n.startswith("_")
+    ]
+    folded = {n.lower(): n for n in classes}
+    if name.lower() in folded:  # the case is all that differs
+        close = [folded[name.lower()]]
+    else:
+        close = difflib.get_close_matches(name, classes, n=3, cutoff=0.6)
+    if not close:
+        return "check the class name"
+    if len(close) == 1:
+        return f"did you mean {close[0]!r}?"
+    return f"did you mean one of {', '.join(map(repr, close))}?"
+
+
+def _refuse_path(text: str, spec: str) -> None:
+    """A file path where a module path belongs (``mypkg/models.py:CNN``): say the dotted form."""
+    module, colon, qualname = spec.partition(":")
+    if len(module) == 1 and colon and qualname[:1] in ("/", "\\"):  # C:/pkg/m.py:Class
+        module, colon, qualname = (
+            spec.rpartition(":") if spec.count(":") > 1 else (spec, "", "")
+        )
+    if not ("/" in module or "\\" in module or module.endswith(".py")):
+        return
+    path = module.replace("\\", "/")
+    path = path.removesuffix(".py")
+    if os.path.isabs(path):
+        try:
+            path = os.path.relpath(path, os.getcwd()).replace(os.sep, "/")
+        except ValueError:  # another drive
+            pass
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    if len(parts) > 1 and parts[0] == "src" and not os.path.exists("src/__init__.py"):
+        parts.pop(0)  # a src layout: the package is importable without "src."
+    if not parts or ".." in parts or not all(p.isidentifier() for p in parts):
+        raise TargetError(
+            f"bad target {text!r}: {module!r} is a file path; name the module by its "
+            "dotted import path, e.g. mypkg.models:Class"
+        )
+    rename = text.partition("=")[2].strip()
+    dotted = ".".join(parts) + (f":{qualname}" if colon else "")
+    dotted += f"={rename}" if rename else ""
+    raise TargetError(
+        f"bad target {text!r}: {module!r} is a file path; use the dotted module path: "
+        f"{dotted}"
+    )

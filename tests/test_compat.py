@@ -186,3 +186,39 @@ def test_draw_streams_equals_each_streams_own_draw(path, monkeypatch):
     assert [int(s.count.get_value()) for s in streams] == [
         int(s.count.get_value()) for s in ref
     ]
+
+
+@pytest.mark.parametrize("path", ["marked default", "fallback"])
+def test_layout_needs_no_mesh_where_init_had_one(path, wrap, monkeypatch):
+    """``layout_variables``: ``init`` under a (one-device) mesh with flax's eager
+    sharding, ``apply`` outside it builds its layout without one. With the
+    detail, the layout's variables carry the ``eager_sharding`` flax gave them
+    (explicit ``False`` kept); in the fallback every one says False. The
+    numbers are the same."""
+    import collections
+
+    from flax import nnx
+    from jax.sharding import Mesh
+
+    from nnxgen import runtime as rt
+    from nnxgen.runtime import _graph
+
+    model = wrap("tests.mesh_outside_check").Mixed(4)
+    x = jnp.linspace(-1, 1, 8).reshape(2, 4)
+    mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
+    monkeypatch.setattr(_graph, "_CACHE", collections.OrderedDict())
+    if path == "fallback":
+        monkeypatch.setattr(_compat, "_eager_default_kept", lambda: False)
+    with nnx.use_eager_sharding(True):
+        with jax.set_mesh(mesh):
+            variables = model.init(jax.random.key(0), x)
+        y = model.apply(variables, x)
+        assert jnp.array_equal(jax.jit(model.apply)(variables, x), y)
+        live = nnx.to_flat_state(nnx.state(rt.to_nnx(model, variables)))
+    flags = {
+        "/".join(map(str, p)): v.get_metadata().get("eager_sharding") for p, v in live
+    }
+    expected = {"w": path == "marked default", "u": False}
+    assert flags == expected
+    w, u = (np.asarray(nn.unbox(variables)["params"][k]) for k in ("w", "u"))
+    assert np.allclose(y, np.asarray(x) @ w + u, atol=1e-6)

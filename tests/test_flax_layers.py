@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import pytest
 from flax import nnx
 
+from nnxgen import runtime as rt
 from tests.helpers import load_variables, pyright, ruff, same
 
 LAYERS = [
@@ -100,6 +101,22 @@ def _cases(L):
 def test_module_arguments_accept_generated_wrappers(L, name):
     wrapper, make_nnx = _cases(L)[name]
     variables = wrapper.init(jax.random.key(0), X)
-    y = wrapper.apply(variables, X)
     ref = load_variables(make_nnx(), variables)
+    if name in ("WeightNorm", "SpectralNorm"):
+        # flax's nnx.WeightNorm / nnx.SpectralNorm overwrite the wrapped layer's
+        # kernel on every call, in eval too (in training SpectralNorm also its
+        # power-iteration statistics): a write into an immutable collection, which
+        # raises as in Linen (before issue 21 this test applied without mutable=
+        # and the write was silently dropped).
+        with pytest.raises(rt.ImmutableCollectionError, match='"params" is immutable'):
+            wrapper.apply(variables, X, train=False)
+        y, updates = wrapper.apply(variables, X, train=False, mutable=True)
+        assert jnp.allclose(y, ref(X), atol=1e-6), name
+        written = load_variables(make_nnx(), {**variables, **updates})
+        for a, b in zip(
+            jax.tree.leaves(nnx.state(written)), jax.tree.leaves(nnx.state(ref))
+        ):
+            assert jnp.allclose(a, b, atol=1e-6), name
+        return
+    y = wrapper.apply(variables, X)
     assert jnp.allclose(y, ref(X), atol=1e-6), name

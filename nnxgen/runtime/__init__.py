@@ -39,6 +39,7 @@ from nnxgen.runtime._boxing import default_metadata_fn, metadata_fn
 from nnxgen.runtime._call import call, to_nnx
 from nnxgen.runtime._errors import (
     RUNTIME_VERSION,
+    ImmutableCollectionError,
     ModeError,
     NnxgenError,
     check_version,
@@ -67,6 +68,7 @@ from nnxgen.runtime._state import RAW_ARRAY_COLLECTION, _collection_of  # noqa: 
 
 __all__ = [
     "RUNTIME_VERSION",
+    "ImmutableCollectionError",
     "ModeError",
     "NnxgenError",
     "Param",

@@ -24,6 +24,7 @@ from nnxgen.runtime import _compat
 from nnxgen.runtime._build import _build_nnx, _init_base
 from nnxgen.runtime._errors import NnxgenError
 from nnxgen.runtime._graph import _Entry, _entry_for, _extended_entry
+from nnxgen.runtime._immutable import read_only_merge, writing
 from nnxgen.runtime._init import (
     _forward_key,
     _remember_pure_forward,
@@ -48,6 +49,7 @@ from nnxgen.runtime._rngs import (
 )
 from nnxgen.runtime._sow import capturing, module_sows, sow_types
 from nnxgen.runtime._spec import WrapperSpec
+from nnxgen.runtime._stale import check_fresh
 from nnxgen.runtime._state import (
     _flat_state,
     _gather_state,
@@ -83,6 +85,7 @@ def call(
             f"{cls_name}(...).init(key, ...) / .apply(variables, ...), or call it "
             f"from inside another Linen module."
         )
+    check_fresh(type(linen))  # a stale generated file: say so, once per class
     mode = _resolve_mode(train)
     spec: WrapperSpec = getattr(type(linen), "__nnxgen__")  # noqa: B009
     wants_rngs = method in spec.rngs_methods and "rngs" not in kwargs
@@ -92,13 +95,18 @@ def call(
         out: _R = _initialize(linen, method, args, kwargs, mode, wants_rngs)
         return out
 
-    entry, module = _merged(linen, mode)  # cached graph + variables + Linen rngs
+    # cached graph + variables + Linen rngs; variables of collections the caller
+    # did not make mutable are read-only, as in Linen (see _immutable)
+    entry, module = _merged(linen, mode, read_only=True)
     with _missing_streams(None, strict=mode is True, cls_name=cls_name):
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
         sown: list[Any] = []
         capture = sow_types(linen, entry.collections) if entry.sows else None
-        result: _R = _run(module, method, args, kwargs, cls_name, mode, capture, sown)
+        with writing(cls_name, method, module):
+            result: _R = _run(
+                module, method, args, kwargs, cls_name, mode, capture, sown
+            )
     _store_mutable(linen, entry, module)
     _put(linen, sown)
     return result
@@ -126,7 +134,12 @@ def _initialize(
         if _skippable_forward(linen, method, fwd_key):
             return None  # discarded by Module.init
         before = {(col, path) for col, path, _ in flat}
-        if mode is not None or _has_mode_attributes(module):
+        if mode is None:
+            # Linen's init never updates batch statistics and its discarded
+            # forward needs no dropout key: with no mode given, init runs the
+            # method as after .eval() (apply still raises ModeError).
+            mode = False
+        if _has_mode_attributes(module):
             _set_mode(module, mode)
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
@@ -166,8 +179,14 @@ def _store_mutable(linen: nn.Module, entry: _Entry, module: Any) -> None:
         _write_back(linen, module)
 
 
-def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
-    """The NNX module for ``linen``'s variables: cached graph + state + Linen rngs."""
+def _merged(
+    linen: nn.Module, mode: bool | None, *, read_only: bool = False
+) -> tuple[_Entry, Any]:
+    """The NNX module for ``linen``'s variables: cached graph + state + Linen rngs.
+
+    ``read_only``: the variables of every collection the caller did not make
+    mutable raise on a write (:mod:`._immutable`), as Linen's do.
+    """
     cls_name = type(linen).__name__
     entry = _entry_for(linen)
     variables = linen.variables
@@ -180,13 +199,18 @@ def _merged(linen: nn.Module, mode: bool | None) -> tuple[_Entry, Any]:
         if entry.rng_leaves
         else ([], [])
     )
-    module = nnx.merge(entry.graphdefs[mode if entry.has_mode else True], state)
+    graph_key = mode if entry.has_mode else True
+    module = (
+        read_only_merge(linen, entry, graph_key, state)
+        if read_only
+        else nnx.merge(entry.graphdefs[graph_key], state)
+    )
     for rng in missing:
         _node_at(module, rng.path).__class__ = _MissingRngStream
     for rng in fallback:
         _node_at(module, rng.path).__class__ = FallbackParamsStream
     if entry.rngs_nodes:
-        _serve_streams(linen, entry, module)
+        _serve_streams(linen, entry, module, strict=mode is True)
     return entry, module
 
 
@@ -200,7 +224,11 @@ def _run(
     capture: tuple[type, ...] | None = None,
     sown: list[Any] | None = None,
 ) -> Any:
-    fn: Callable[..., Any] = getattr(module, method)
+    fn: Callable[..., Any] = (  # the class's method, also where an attribute shadows it
+        getattr(type(module), method).__get__(module)
+        if method in getattr(module, "__dict__", ())
+        else getattr(module, method)
+    )
     if capture is not None and sown is not None:
         fn = capturing(fn, capture, sown)
     if mode is not None:

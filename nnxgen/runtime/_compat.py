@@ -39,6 +39,18 @@ fallback that stays correct when the detail is gone:
 - ``is_linen_bridge``: ``ToNNX`` keeps its Linen module in the attribute
   ``to_nnx__module`` and its variables in ``linen_vars_to_nnx``'s layout
   (nnxgen's NNX wrappers of Linen modules do the same). No fallback.
+- ``layout_variables``: ``nnx.Variable.__init__`` stores the value of
+  ``nnx.using_eager_sharding()`` verbatim as its ``eager_sharding`` metadata
+  and shards only when it is truthy; ``set_metadata("eager_sharding", v)``
+  (the two-argument form) replaces it. Fallback: eager sharding off for the
+  trace, and the layout's variables say ``eager_sharding=False``.
+- ``variable_writes`` (used by ``_immutable``): every write a module makes to
+  an ``nnx.Variable`` (``v[...] = x``, ``v.value = x``, ``v.set_value(x)``)
+  goes through ``Variable.set_value``, while ``nnx.merge``, the pytree
+  unflatten and the write-back of NNX transforms (``update_from_state``) do
+  not; a subclass with ``__slots__ = ()`` may replace a variable's
+  ``__class__`` and is kept by ``nnx.split`` / ``nnx.merge``. No fallback: a
+  write by another path would not raise (it is still dropped, as before).
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import functools
 import hashlib
 import sys
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -336,6 +349,96 @@ def is_linen_bridge(node: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------
+# Eager sharding while a layout is traced.
+
+
+class _EagerDefault:
+    """The ``eager_sharding`` default while a layout is traced: falsy (no variable
+    is sharded, so no mesh is needed), and told apart from an explicit False."""
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "<nnxgen: eager_sharding default>"
+
+
+_EAGER_DEFAULT = _EagerDefault()
+
+
+@contextlib.contextmanager
+def layout_variables() -> Iterator[Callable[[Any], None]]:
+    """Variables created in here are not sharded eagerly, so that an abstract
+    build of a module with ``out_sharding`` annotations needs no mesh (the
+    layout keeps the annotations as metadata; only the values would be
+    sharded, and a traced layout discards them).
+
+    Yields ``restore(module)``: gives every variable of ``module`` that took
+    the default the ``eager_sharding`` metadata it would have had outside
+    (``nnx.using_eager_sharding()`` on entry), so the graph definitions equal
+    those of a module built under a mesh. Variables made with an explicit
+    ``eager_sharding=`` keep it (and one made with ``eager_sharding=True``
+    still needs a mesh, as in NNX).
+    """
+    from flax import nnx
+
+    default = nnx.using_eager_sharding()
+    if not default:  # nothing is sharded eagerly anyway
+        yield _keep
+        return
+    if not _eager_default_kept():
+        with nnx.use_eager_sharding(False):  # type: ignore[no-untyped-call]
+            yield _keep
+        return
+    with nnx.use_eager_sharding(_EAGER_DEFAULT):  # type: ignore[no-untyped-call]
+        yield functools.partial(_restore_eager_sharding, default=default)
+
+
+def _keep(module: Any) -> None:
+    pass
+
+
+def _restore_eager_sharding(module: Any, default: Any) -> None:
+    from flax import nnx
+
+    for _, node in nnx.iter_graph(module):
+        if (
+            isinstance(node, nnx.Variable)
+            and node.get_metadata().get("eager_sharding") is _EAGER_DEFAULT
+        ):
+            node.set_metadata("eager_sharding", default)
+
+
+@functools.cache
+def _eager_default_kept() -> bool:
+    try:
+        with jax.ensure_compile_time_eval():  # also when first asked in a trace
+            return _check_eager_default()
+    except Exception:  # noqa: BLE001 - any change in the detail means "don't use it"
+        return False
+
+
+def _check_eager_default() -> bool:
+    from flax import nnx
+
+    def make() -> Any:
+        return nnx.Param(jnp.zeros((2, 4)), out_sharding=(None, "nnxgen-no-such-axis"))
+
+    with nnx.use_eager_sharding(_EAGER_DEFAULT):  # type: ignore[no-untyped-call]
+        var = make()  # no mesh has that axis: raises if it were sharded
+        marked = var.get_metadata().get("eager_sharding") is _EAGER_DEFAULT
+        _restore_eager_sharding(var, True)
+    with nnx.use_eager_sharding(False):  # type: ignore[no-untyped-call]
+        reference = make()
+    reference.set_metadata("eager_sharding", True)
+    return (
+        marked
+        and var.get_metadata() == reference.get_metadata()
+        and nnx.graphdef(var) == nnx.graphdef(reference)
+    )
+
+
+# ---------------------------------------------------------------------------
 # Checks (tests/test_compat.py runs them on every stack).
 
 
@@ -415,6 +518,37 @@ def _check_lazy_init_flag() -> bool:
     return seen == [False, True] and not is_initializing(probe)
 
 
+def _check_variable_writes() -> bool:
+    from flax import nnx
+
+    seen: list[str] = []
+
+    class Probe(nnx.BatchStat):  # type: ignore[type-arg]
+        __slots__ = ()
+
+        def set_value(self, value: Any, **kwargs: Any) -> None:
+            seen.append("write")
+            super().set_value(value, **kwargs)
+
+    class M(nnx.Module):
+        def __init__(self) -> None:
+            self.v = nnx.BatchStat(jnp.zeros(2))
+
+    m = M()
+    m.v.__class__ = Probe
+    graphdef, state = nnx.split(m)
+    m2 = nnx.merge(graphdef, state)
+    kept = type(m2.v) is Probe
+    m2.v.update_from_state(nnx.BatchStat(jnp.ones(2)))
+    quiet = not seen
+    m2.v[...] = jnp.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # `.value` (0.12.12)
+        m2.v.value = jnp.ones(2)
+    m2.v.set_value(jnp.ones(2))
+    return kept and quiet and seen == ["write"] * 3
+
+
 #: name -> cheap check that the detail still behaves as relied on.
 CHECKS: dict[str, Callable[[], bool]] = {
     "linen_fold": lambda: _linen_fold_works.__wrapped__(),
@@ -426,4 +560,6 @@ CHECKS: dict[str, Callable[[], bool]] = {
     "lazy_init_flag": _check_lazy_init_flag,
     "tonnx_layout": _check_tonnx_layout,
     "rng_stream_draw": lambda: _stream_draw_matches.__wrapped__(),
+    "eager_sharding_default": _check_eager_default,
+    "variable_writes": _check_variable_writes,
 }

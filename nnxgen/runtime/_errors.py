@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["RUNTIME_VERSION", "ModeError", "NnxgenError", "check_version"]
+from flax.errors import FlaxError, ModifyScopeVariableError
+
+__all__ = [
+    "RUNTIME_VERSION",
+    "ImmutableCollectionError",
+    "ModeError",
+    "NnxgenError",
+    "check_version",
+]
 
 #: Version of the contract between generated files and this runtime. Generated
 #: files record the version that wrote them and call :func:`check_version`.
@@ -18,6 +26,28 @@ class NnxgenError(ValueError):
 
 class ModeError(NnxgenError):
     """A mode-dependent layer ran without a train/eval mode."""
+
+
+_FLAX_ERRORS = "https://flax.readthedocs.io/en/latest/api_reference/flax.errors.html"
+
+
+class ImmutableCollectionError(ModifyScopeVariableError, NnxgenError):
+    """The NNX method wrote a variable of a collection the caller did not make mutable.
+
+    A :class:`flax.errors.ModifyScopeVariableError`, as plain Linen raises for
+    the same write, with the variable's path, the method and the fix.
+    """
+
+    def __init__(self, cls_name: str, method: str, col: str, var: str) -> None:
+        FlaxError.__init__(  # type: ignore[no-untyped-call]
+            self,
+            f'Cannot update variable "{var}" of {cls_name} because collection '
+            f'"{col}" is immutable: {cls_name}.{method} writes it. Pass '
+            f'mutable=["{col}"] to apply and keep the returned updates, e.g. '
+            f'y, updates = model.apply(variables, ..., mutable=["{col}"]); or run '
+            f"it in a mode that does not write it (train=False for batch statistics). "
+            f"({_FLAX_ERRORS}#flax.errors.ModifyScopeVariableError)",
+        )
 
 
 def check_version(required: int, generated_file: str) -> None:

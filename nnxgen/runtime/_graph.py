@@ -14,7 +14,7 @@ import collections
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, cast
 
 import jax
@@ -69,6 +69,9 @@ class _Entry:
     #: Layouts with state that methods added after construction (caches made
     #: by ``init_cache``, lazily created parameters), by variables signature.
     extended: dict[Hashable, _Entry] = dataclasses.field(default_factory=dict)
+    #: Graph definitions whose variables of some collections are read-only
+    #: (``_immutable``), by (graph key, frozenset of those collections).
+    read_only: dict[Hashable, Any] = dataclasses.field(default_factory=dict)
 
 
 _CACHE: collections.OrderedDict[Hashable, _Entry] = collections.OrderedDict()
@@ -188,7 +191,9 @@ def _abstract_entry(
     ``nnx.eval_shape`` would make static; raw arrays the constructor computes
     from constants are made concretely (they are static when traced), and a
     constructor that needs concrete values of key-dependent arrays is built
-    for real, once per configuration.
+    for real, once per configuration. No variable is sharded while building
+    (:func:`_compat.layout_variables`): the layout needs no mesh, also where
+    ``init`` ran under one and ``apply`` runs outside it.
     """
     box: dict[str, _Entry] = {}
 
@@ -199,11 +204,21 @@ def _abstract_entry(
             raise _RawArrays
         for col, path, value in extras:
             _attach(module, col, path, value, type(wrapper).__name__)
+        restore(module)
         box["entry"] = _analyse(module)
         return ()
 
     with _made_once():
         key = jax.random.key(0)
+    with _compat.layout_variables() as restore:
+        _trace_layout(build, key)
+    return box["entry"]
+
+
+def _trace_layout(
+    build: Callable[[jax.Array, bool], tuple[Any, ...]], key: jax.Array
+) -> None:
+    """Run ``build`` abstractly, concretely where the constructor needs it."""
     try:
         try:
             jax.eval_shape(lambda k: build(k, False), key)
@@ -219,7 +234,6 @@ def _abstract_entry(
         # even when called inside a caller's trace.
         with _made_once():
             build(key, True)
-    return box["entry"]
 
 
 class _RawArrays(Exception):

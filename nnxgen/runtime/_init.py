@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import enum
 import sys
 from collections.abc import Hashable
 from typing import Any, cast
@@ -31,6 +32,7 @@ from typing import Any, cast
 import jax
 import numpy as np
 from flax import linen as nn
+from flax import nnx
 
 from nnxgen.runtime import _compat
 from nnxgen.runtime._graph import _CACHE_SIZE, _cache_lock, _key_of, _Unhashable
@@ -85,8 +87,22 @@ def _own_method(owner: type, cls: type, method: Any) -> str | None:
     return name
 
 
+#: Argument leaves that a forward pass cannot change in place: only these (and
+#: arrays, by shape and dtype) let an ``init`` be skipped. Anything else -- an
+#: ``nnx.Module`` or ``nnx.Variable`` (a KV cache passed as ``cache=c``), a
+#: list, an arbitrary object -- may be mutated by the forward, which a skipped
+#: ``init`` would silently not do.
+_VALUE_TYPES = (type(None), bool, int, float, complex, str, bytes, enum.Enum, type)
+
+
+def _is_node(x: Any) -> bool:
+    # kept whole, so that they make the key fail: NNX nodes (a Module may be a
+    # pytree of arrays) and mutable containers (a forward may append to a list)
+    return isinstance(x, (nnx.Variable, nnx.Module, list, dict))
+
+
 def _arg_key(value: Any) -> Hashable:
-    leaves, treedef = jax.tree_util.tree_flatten(value)
+    leaves, treedef = jax.tree_util.tree_flatten(value, is_leaf=_is_node)
     out: list[Hashable] = [treedef]
     for leaf in leaves:
         if isinstance(leaf, (jax.Array, np.ndarray, jax.core.Tracer)):
@@ -98,9 +114,10 @@ def _arg_key(value: Any) -> Hashable:
                     bool(getattr(aval, "weak_type", False)),
                 )
             )
-        else:
-            hash(leaf)  # TypeError: not cacheable
+        elif isinstance(leaf, (*_VALUE_TYPES, np.generic, np.dtype)):
             out.append((type(leaf), leaf))
+        else:
+            raise TypeError("not cacheable: the forward could mutate it")
     return tuple(out)
 
 
@@ -116,7 +133,7 @@ def _forward_key(
             _key_of(linen),
             method,
             mode,
-            _arg_key((args, kwargs)),
+            _arg_key((args, tuple(sorted(kwargs.items())))),
             tuple(sorted(linen.scope.rngs)),  # type: ignore[union-attr]
         )
     except (_Unhashable, TypeError):

@@ -55,6 +55,7 @@ from flax.core.scope import DenyList
 from nnxgen.runtime import _compat
 from nnxgen.runtime._errors import ModeError, NnxgenError
 from nnxgen.runtime._rngs import FallbackParamsStream, missing_stream_error
+from nnxgen.runtime._stale import check_fresh
 
 __all__ = ["linen_call", "linen_default", "linen_init", "linen_set_view"]
 
@@ -95,6 +96,7 @@ def linen_init(
         raise NnxgenError(
             f"{cls}: expected a flax.linen.Module to wrap, got {type(module).__name__}"
         )
+    check_fresh(type(self), type(module))  # a stale generated file: say so
     if isinstance(rngs, nnx.Rngs):
         forked = rngs.fork()
     elif isinstance(rngs, int) and not isinstance(rngs, bool):
@@ -161,6 +163,7 @@ def linen_call(
     takes the generated method's own return annotation.
     """
     module: nn.Module = getattr(self, _MODULE)
+    check_fresh(type(self), type(module))  # one dict lookup after the first call
     unset: tuple[str, ...] = ()
     if modes:
         kwargs, unset = _fill_modes(self, module, method, kwargs, modes)
@@ -181,7 +184,9 @@ def _run(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    linen_method = None if method == "__call__" else method
+    linen_method: Any = None if method == "__call__" else method
+    if method in vars(module):  # a field shadows the method: hand Linen the function
+        linen_method = getattr(type(module), method)
     attrs = _state_attributes(self)
     applying = bool(attrs) and not _compat.is_initializing(self)
     rngs, held_back = _draw(getattr(self, _RNGS), hold_back=applying)

@@ -67,12 +67,21 @@ def _resolve_mode(train: bool | None) -> bool | None:
 
 
 def _mode_error(cls_name: str, method: str, err: Exception) -> ModeError:
+    import re
+
+    # flax's own message, cut to what it says happened: its first line ends with
+    # "Consider one of the following options:", a list of NNX-side fixes (constructor
+    # arguments, nnx.view) that do not apply to a wrapper; the fix is ours, above.
+    lines = str(err).strip().splitlines()
+    sentences = re.split(r"(?<=[.!?])\s+", lines[0].strip()) if lines else []
+    reason = " ".join(s for s in sentences if not s.endswith(":")).strip()
     return ModeError(
         f"{cls_name}.{method} runs mode-dependent layers (Dropout, BatchNorm, ...) but no "
         f"mode was given: pass train=True or train=False, e.g. "
         f"model.apply(variables, x, train=False), or where the keyword cannot reach it "
         f"(nn.vmap drops keyword arguments) wrap the call in "
-        f"`with nnxgen.runtime.mode(train=...)`. ({str(err).splitlines()[0]})"
+        f"`with nnxgen.runtime.mode(train=...)`."
+        + (f" (flax: {reason})" if reason else "")
     )
 
 

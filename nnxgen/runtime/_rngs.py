@@ -7,7 +7,17 @@
   exactly Linen's ``make_rng(t)`` (:func:`_linen_stream`); ``Rngs`` objects the
   module keeps are given the Linen streams they lack (:func:`_serve_streams`);
   a stream nobody passed raises in training (naming it) and gets a fixed key
-  otherwise.
+  otherwise. ``to_nnx`` keeps that policy on the ``Rngs`` the module keeps
+  (:func:`_serve_streams`), so the module it returns serves every name too.
+* streams by any name: as with ``nnx.Rngs(0)`` (whose unknown names fall back to
+  ``default``), a module may draw a stream of its own name (``rngs.augment()``);
+  each gets its own key as above. While the module is built (init, and the
+  layout ``apply`` traces), ``name in rngs`` answers as ``nnx.Rngs(0)`` given
+  the params key would: true for ``default`` and ``params`` only, whatever else
+  the caller passed to ``init`` (so the layout never depends on it); at apply,
+  for the streams present: those the caller passed and those the module keeps.
+* a method parameter ``rngs`` annotated as a PRNG key (``jax.Array``...,
+  :data:`KEY_STREAM`, see :func:`_method_key`) gets ``make_rng("dropout")``.
 """
 
 from __future__ import annotations
@@ -62,21 +72,45 @@ def _missing_streams(
         _policy.state = previous
 
 
-def _missing_stream_error(name: str, cls_name: str = "") -> NnxgenError:
+#: Attribute of a kept ``_Rngs`` holding ``(strict, cls_name)``: the policy its
+#: draws follow outside a wrapper call (the module ``to_nnx`` returns).
+_POLICY_ATTR = "_nnxgen_missing"
+
+
+def _constructing() -> bool:
+    """Inside a build of the module (init or the layout trace): a base key is set."""
+    state = getattr(_policy, "state", None)
+    return state is not None and state[0] is not None
+
+
+def _missing_stream_error(
+    name: str, cls_name: str = "", call: str = "apply"
+) -> NnxgenError:
     who = f"{cls_name}: " if cls_name else ""
     return NnxgenError(
         f"{who}the NNX module draws from the rng stream {name!r} in training, but no "
-        f"{name!r} rng was passed: call apply(..., rngs={{{name!r}: key}})."
+        f"{name!r} rng was passed: call {call}(..., rngs={{{name!r}: key}})."
     )
 
 
-def _derived_key(name: str) -> jax.Array | None:
+def _derived_key(name: str, rngs: Any = None) -> jax.Array | None:
+    """The key of stream ``name`` that nobody passed, per the policy in force.
+
+    That of the enclosing :func:`_missing_streams` block; else, for a kept
+    ``_Rngs`` of a module that ``to_nnx`` returned, the one recorded on it by
+    :func:`_serve_streams`; else None (no such stream: ``nnx.Rngs``'s error).
+    """
     state = getattr(_policy, "state", None)
+    call = "apply"
+    if state is None and rngs is not None:
+        attached = vars(rngs).get(_POLICY_ATTR)
+        if attached is not None:
+            state, call = (None, *attached), "to_nnx"
     if state is None:
         return None
     base, strict, cls_name = state
     if strict and name != "params":
-        raise _missing_stream_error(name, cls_name)
+        raise _missing_stream_error(name, cls_name, call)
     if base is None:
         base = jax.random.key(0)
     return jax.random.fold_in(base, _stream_salt(name))
@@ -92,14 +126,21 @@ class _Rngs(nnx.Rngs):
     draws any stream name at call time is served the same way.
 
     Only public protocol is overridden: ``rngs.name`` (``__getattr__`` runs
-    when no stream of that name exists) and ``rngs["name"]``.
+    when no stream of that name exists), ``rngs["name"]`` and ``name in rngs``
+    (while the module is built: ``default`` and ``params`` only, as
+    ``nnx.Rngs(0)`` given the params key; otherwise the streams it holds).
     """
 
     def _ensure(self, name: str) -> None:
         if not name.startswith("_") and name not in vars(self):
-            key = _derived_key(name)
+            key = _derived_key(name, self)
             if key is not None:
                 setattr(self, name, nnx.RngStream(key, tag=name))
+
+    def __contains__(self, name: Any) -> bool:
+        if _constructing():
+            return name in ("default", "params")
+        return isinstance(name, str) and isinstance(vars(self).get(name), nnx.RngStream)
 
     def __getattr__(self, name: str) -> Any:
         self._ensure(name)
@@ -110,10 +151,16 @@ class _Rngs(nnx.Rngs):
         return super().__getitem__(name)
 
     def fork(self, *args: Any, **kwargs: Any) -> _Rngs:
-        return _Rngs(**dict(super().fork(*args, **kwargs).items()))
+        return self._like(super().fork(*args, **kwargs))
 
     def split(self, *args: Any, **kwargs: Any) -> _Rngs:
-        return _Rngs(**dict(super().split(*args, **kwargs).items()))
+        return self._like(super().split(*args, **kwargs))
+
+    def _like(self, rngs: Any) -> _Rngs:
+        out = _Rngs(**dict(rngs.items()))
+        if (attached := vars(self).get(_POLICY_ATTR)) is not None:
+            object.__setattr__(out, _POLICY_ATTR, attached)
+        return out
 
 
 class _MissingRngStream(nnx.RngStream):
@@ -121,7 +168,9 @@ class _MissingRngStream(nnx.RngStream):
 
     def __call__(self) -> jax.Array:
         state = getattr(_policy, "state", None)
-        raise _missing_stream_error(self.tag, state[2] if state else "")
+        if state is None:  # outside a wrapper call: a module to_nnx returned
+            raise _missing_stream_error(self.tag, call="to_nnx")
+        raise _missing_stream_error(self.tag, state[2])
 
 
 class FallbackParamsStream(nnx.RngStream):
@@ -145,6 +194,10 @@ def _rngs_optional(cls: type, method: str) -> bool:
     return param is not None and param.default is not inspect.Parameter.empty
 
 
+#: The Linen stream that fills a method parameter ``rngs`` annotated as a key.
+KEY_STREAM = "dropout"
+
+
 def _method_rngs(linen: nn.Module, module: Any, method: str) -> Any:
     """The ``rngs`` to pass to an NNX method that takes one, or None to pass nothing.
 
@@ -152,13 +205,46 @@ def _method_rngs(linen: nn.Module, module: Any, method: str) -> Any:
     (``self.rngs``, the flax convention: Dropout, MultiHeadAttention, RNN...),
     so the method draws from them, seeded as documented; otherwise (e.g.
     ``LSTMCell.initialize_carry`` with ``keep_rngs=False``) the Linen streams
-    are passed.
+    are passed. A ``rngs`` annotated as a PRNG key gets one: :func:`_method_key`.
     """
+    spec = getattr(type(linen), "__nnxgen__", None)
+    if method in getattr(spec, "key_rngs_methods", ()):
+        return _method_key(linen, module, method)
     if _rngs_optional(module.__class__, method) and isinstance(
         getattr(module, "rngs", None), (nnx.Rngs, nnx.RngStream)
     ):
         return None
     return _Rngs(**_linen_rngs(linen))
+
+
+def _method_key(linen: nn.Module, module: Any, method: str) -> jax.Array | None:
+    """The PRNG key for a method parameter ``rngs: jax.Array`` (or None: pass nothing).
+
+    Such keys drive stochastic depth and dropout (ConvNeXt's
+    ``__call__(x, *, rngs: jax.Array, train)``), so they come from Linen's
+    :data:`KEY_STREAM` (``dropout``) stream: ``make_rng("dropout")`` when the
+    caller passed one. Otherwise an optional parameter is left out (the call
+    pure NNX makes without a key); a required one gets, at init, a key derived
+    from the params key (as a ``dropout`` stream is); at apply in training, an
+    error naming the stream; at apply outside training, a fixed key
+    (``fold_in(key(0), crc32("dropout"))``), as a ``dropout`` stream gets.
+    """
+    scope = linen.scope
+    assert scope is not None
+    if KEY_STREAM in scope.rngs:
+        return linen.make_rng(KEY_STREAM)
+    if _rngs_optional(module.__class__, method):
+        return None
+    state = getattr(_policy, "state", None)
+    if state is not None and state[1]:
+        who = f"{state[2]}.{method}" if state[2] else method
+        raise NnxgenError(
+            f"{who} takes a PRNG key argument `rngs`, filled from the Linen rng "
+            f"stream {KEY_STREAM!r}, but no {KEY_STREAM!r} rng was passed in "
+            f"training: call apply(..., rngs={{{KEY_STREAM!r}: key}})."
+        )
+    key = _derived_key(KEY_STREAM)
+    return key if key is not None else _fixed_key(KEY_STREAM, ())
 
 
 def _linen_rngs(module: nn.Module) -> dict[str, jax.Array]:
@@ -210,7 +296,9 @@ def _layer_counts(data: int, shape: tuple[int, ...]) -> jax.Array:
         return jnp.asarray(np.asarray(counts, np.uint32).reshape(shape))
 
 
-def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
+def _serve_streams(
+    linen: nn.Module, entry: _Entry, module: Any, strict: bool = False
+) -> None:
     """Give every ``nnx.Rngs`` the module keeps the Linen streams it lacks.
 
     Modules that keep their ``Rngs`` (DropPath's ``self.rngs.dropout()``, a
@@ -220,19 +308,23 @@ def _serve_streams(linen: nn.Module, entry: _Entry, module: Any) -> None:
     ``make_rng(name)``; split per layer for stacked ``Rngs``), added before the
     method runs so that draws inside ``nnx.scan`` / ``nnx.vmap`` work too.
     Streams the caller did not pass are left out: drawing one in training
-    raises, naming it.
+    (``strict``) raises, naming it, otherwise it gets a fixed key. Each kept
+    ``_Rngs`` records that policy, so it holds in the module ``to_nnx``
+    returns too (inside a wrapper call the call's own policy applies).
     """
     tags = sorted(linen.scope.rngs)  # type: ignore[union-attr]
-    if not tags:
-        return
+    cls_name = type(linen).__name__
     for node in entry.rngs_nodes:
+        rngs = _node_at(module, node.path)
+        if isinstance(rngs, _Rngs):
+            object.__setattr__(rngs, _POLICY_ATTR, (strict, cls_name))
         for tag in tags:
             if tag in node.streams:
                 continue
             key, count = _linen_stream(linen, tag, node.shape)
             stream = nnx.RngStream(key, tag=tag)
             stream.count[...] = count
-            setattr(_node_at(module, node.path), tag, stream)
+            setattr(rngs, tag, stream)
 
 
 def _typed_key(key: jax.Array) -> jax.Array:

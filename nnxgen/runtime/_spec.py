@@ -31,6 +31,10 @@ class WrapperSpec:
     #: parameter (``rng: nnx.Rngs``); False: it takes none
     takes_rngs: bool | str = True
     rngs_methods: frozenset[str] = frozenset()
+    #: methods (also in ``rngs_methods``) whose ``rngs`` parameter is annotated as
+    #: a PRNG key (``jax.Array``...), not an ``nnx.Rngs``: the runtime passes
+    #: ``make_rng("dropout")`` (see ``_rngs._method_key``)
+    key_rngs_methods: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -39,6 +43,7 @@ class WrapperSpec:
         *,
         takes_rngs: bool | str = True,
         rngs_methods: Iterable[str] = (),
+        key_rngs_methods: Iterable[str] = (),
     ):
         object.__setattr__(self, "nnx_class", nnx_class)
         object.__setattr__(
@@ -47,7 +52,9 @@ class WrapperSpec:
             tuple(p if isinstance(p, Param) else Param(p, p) for p in params),
         )
         object.__setattr__(self, "takes_rngs", takes_rngs)
-        object.__setattr__(self, "rngs_methods", frozenset(rngs_methods))
+        keyed = frozenset(key_rngs_methods)
+        object.__setattr__(self, "rngs_methods", frozenset(rngs_methods) | keyed)
+        object.__setattr__(self, "key_rngs_methods", keyed)
 
     def __set_name__(self, owner: type, name: str) -> None:
         # Runs when the generated class body is executed: gives the wrapper an

@@ -35,6 +35,8 @@ RAW_ARRAY_COLLECTION = "ArrayImpl"
 def _collection_of(var_type: type) -> str:
     if not issubclass(var_type, nnx.Variable):
         return RAW_ARRAY_COLLECTION
+    # a read-only stand-in (``_immutable``) belongs to its base type's collection
+    var_type = getattr(var_type, "_nnxgen_base", var_type)
     return _compat.collection_name(var_type)
 
 
