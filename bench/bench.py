@@ -18,8 +18,12 @@ BatchNorm+Dropout ``MLP`` block, (c) ``TransformerBlock`` and (d) ``CNN`` from
 ``nnx.split_rngs`` + ``nnx.vmap``, run with ``nnx.scan``; dropout) and (f) one
 cached decode step of ``CachedDecoder`` (width 256, 4 heads, cache of 32 steps for
 a batch of 8; init is ``method='init_cache'``, the step ``mutable=['cache']``),
-both from ``tests/fixtures/wildnnx/models.py`` and wrapped in-process -- three
-implementations are compared (the bridge cannot run (f): see ``cases.py``):
+both from ``tests/fixtures/wildnnx/models.py`` and wrapped in-process, (g) a small
+ResNet (BatchNorm) and (h) a small pre-norm LM stack, both configured as current NNX
+model code is, by a config dataclass holding lists (frozen for (g), a plain dataclass
+for (h): arguments Python cannot hash, keyed by content for the layout cache) and
+written to the temp dir like (a) -- three implementations are compared (the bridge
+cannot run (f): see ``cases.py``):
 
 * ``nnx``:     pure NNX. ``graphdef, state = nnx.split(module)`` once (the module
                in ``.eval()`` / ``.train()``); the function is

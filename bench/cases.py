@@ -63,6 +63,137 @@ class DeepMLP(nnx.Module):
         return x
 '''
 
+CONFIG_MODULE = "nnxgen_bench_config_models"
+CONFIG_SOURCE = """\
+\"\"\"Config-driven models used only by nnxgen's benchmark (written at run time).
+
+As current NNX model code takes its hyper-parameters: a config dataclass holding
+lists, which Python cannot hash (frozen for the ResNet, a plain dataclass for the LM).
+\"\"\"
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+from flax import nnx
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+    in_channels: int = 3
+    num_classes: int = 10
+    stem_width: int = 16
+    stage_sizes: list[int] = dataclasses.field(default_factory=lambda: [2, 2])
+    widths: list[int] = dataclasses.field(default_factory=lambda: [16, 32])
+    strides: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+    kernel_size: tuple[int, int] = (3, 3)
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+    use_bias: bool = False
+    activation: str = "relu"
+    head_bias: bool = True
+
+
+class Block(nnx.Module):
+    def __init__(self, din: int, dout: int, stride: int, cfg: ResNetConfig, *, rngs: nnx.Rngs):
+        s = (stride, stride)
+        conv = dict(kernel_size=cfg.kernel_size, use_bias=cfg.use_bias, rngs=rngs)
+        norm = dict(momentum=cfg.momentum, epsilon=cfg.epsilon, rngs=rngs)
+        self.conv1 = nnx.Conv(din, dout, strides=s, **conv)
+        self.bn1 = nnx.BatchNorm(dout, **norm)
+        self.conv2 = nnx.Conv(dout, dout, **conv)
+        self.bn2 = nnx.BatchNorm(dout, **norm)
+        if stride != 1 or din != dout:
+            self.proj = nnx.data(nnx.Conv(din, dout, kernel_size=(1, 1), strides=s, use_bias=False, rngs=rngs))
+        else:
+            self.proj = nnx.data(None)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = nnx.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return nnx.relu(y + (x if self.proj is None else self.proj(x)))
+
+
+class ResNet(nnx.Module):
+    \"\"\"A small ResNet built from a frozen config dataclass with lists.\"\"\"
+
+    def __init__(self, cfg: ResNetConfig, *, rngs: nnx.Rngs):
+        self.stem = nnx.Conv(cfg.in_channels, cfg.stem_width, kernel_size=cfg.kernel_size, use_bias=False, rngs=rngs)
+        self.stem_bn = nnx.BatchNorm(cfg.stem_width, momentum=cfg.momentum, epsilon=cfg.epsilon, rngs=rngs)
+        blocks = []
+        d = cfg.stem_width
+        for n, w, st in zip(cfg.stage_sizes, cfg.widths, cfg.strides):
+            for i in range(n):
+                blocks.append(Block(d, w, st if i == 0 else 1, cfg, rngs=rngs))
+                d = w
+        self.blocks = nnx.List(blocks)
+        self.head = nnx.Linear(d, cfg.num_classes, use_bias=cfg.head_bias, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nnx.relu(self.stem_bn(self.stem(x)))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x.mean(axis=(1, 2)))
+
+
+@dataclasses.dataclass
+class LMConfig:
+    dim: int = 128
+    heads: int = 4
+    mlp_ratio: int = 4
+    layer_types: list[str] = dataclasses.field(default_factory=lambda: ["attn", "mlp"] * 3)
+    vocab: int = 512
+    norm_eps: float = 1e-6
+    use_bias: bool = False
+    tie_embeddings: bool = False
+    rope_theta: float = 10000.0
+    max_len: int = 256
+    dtype_name: str = "float32"
+    extra: dict = dataclasses.field(default_factory=lambda: {"mlp_act": "gelu"})
+
+
+class LM(nnx.Module):
+    \"\"\"A small pre-norm decoder stack built from a plain (non-frozen) config dataclass.\"\"\"
+
+    def __init__(self, cfg: LMConfig, *, rngs: nnx.Rngs):
+        layers, norms = [], []
+        for kind in cfg.layer_types:
+            norms.append(nnx.RMSNorm(cfg.dim, epsilon=cfg.norm_eps, rngs=rngs))
+            if kind == "attn":
+                layers.append(nnx.MultiHeadAttention(cfg.heads, cfg.dim, use_bias=cfg.use_bias, decode=False, rngs=rngs))
+            else:
+                layers.append(nnx.Sequential(
+                    nnx.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim, use_bias=cfg.use_bias, rngs=rngs),
+                    nnx.gelu,
+                    nnx.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim, use_bias=cfg.use_bias, rngs=rngs),
+                ))
+        self.norms = nnx.List(norms)
+        self.layers = nnx.List(layers)
+        self.final_norm = nnx.RMSNorm(cfg.dim, epsilon=cfg.norm_eps, rngs=rngs)
+        self.head = nnx.Linear(cfg.dim, cfg.vocab, use_bias=False, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for norm, layer in zip(self.norms, self.layers):
+            x = x + layer(norm(x))
+        return self.head(self.final_norm(x))
+"""
+
+
+def setup_config_models(tmpdir: str) -> tuple[Any, Any]:
+    """Write the config-driven models, generate their wrappers next to them, import both."""
+    d = Path(tmpdir)
+    (d / f"{CONFIG_MODULE}.py").write_text(CONFIG_SOURCE)
+    _import_fresh(tmpdir, CONFIG_MODULE)
+    out = d / f"{CONFIG_MODULE}_linen.py"
+    out.write_text(
+        _generate.generate([f"{CONFIG_MODULE}:ResNet", f"{CONFIG_MODULE}:LM"], str(out))
+    )
+    return _import_fresh(tmpdir, CONFIG_MODULE), _import_fresh(
+        tmpdir, f"{CONFIG_MODULE}_linen"
+    )
+
+
 WILD_MODULE = "tests.fixtures.wildnnx.models"
 WILD_CLASSES = ("ScannedStack", "CachedDecoder")
 WILD_LINEN = "nnxgen_bench_wild_linen"
@@ -340,7 +471,16 @@ class DecodeImpls(Prepared):
 # ---------------------------------------------------------------------------
 # The table.
 
-ALL_CASES = ("mlp8", "mlp_bn", "transformer", "cnn", "scan", "decode")
+ALL_CASES = (
+    "mlp8",
+    "mlp_bn",
+    "transformer",
+    "cnn",
+    "resnet_cfg",
+    "lm_cfg",
+    "scan",
+    "decode",
+)
 
 # nnx.bridge.to_linen cannot run the decode step: its init stores the module's
 # variables *before* calling ``nnx_method`` (flax/nnx/bridge/wrappers.py,
@@ -366,6 +506,7 @@ def make_cases(tmpdir: str) -> list[Case]:
 
     deep_nnx, deep_linen = setup_deep_mlp(tmpdir)
     wild, wild_linen = setup_wild(tmpdir)
+    cfgm, cfgm_linen = setup_config_models(tmpdir)
     return [
         ForwardCase(
             "mlp8",
@@ -404,6 +545,27 @@ def make_cases(tmpdir: str) -> list[Case]:
             (3, 10, (16, 32), (3, 3)),
             {},
             x_shape=(8, 32, 32, 3),
+        ),
+        # Hyper-parameters in a config dataclass holding lists (unhashable):
+        # frozen for the ResNet, a plain dataclass for the LM.
+        ForwardCase(
+            "resnet_cfg",
+            "(g) ResNet, frozen cfg w/ lists",
+            cfgm.ResNet,
+            cfgm_linen.ResNet,
+            (cfgm.ResNetConfig(),),
+            {},
+            x_shape=(8, 32, 32, 3),
+            has_mode=True,
+        ),
+        ForwardCase(
+            "lm_cfg",
+            "(h) LM, plain dataclass cfg",
+            cfgm.LM,
+            cfgm_linen.LM,
+            (cfgm.LMConfig(),),
+            {},
+            x_shape=(4, 64, 128),
         ),
         # nnx.split_rngs + nnx.vmap built, nnx.scan run; dropout in every block.
         # Un-jitted, nnx.scan traces and compiles its body on every call (~0.2 s

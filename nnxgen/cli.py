@@ -112,16 +112,26 @@ def _jobs(
     type=click.Path(file_okay=False, exists=True),
     help="Directory of jinja2 templates that override nnxgen's own.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (and write nothing) when a class of a whole-module target cannot "
+    "be wrapped, instead of leaving it out.",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def wrap(
     targets: tuple[str, ...],
     output: str | None,
     force: bool,
     templates: str | None,
+    strict: bool,
     debug: bool,
 ):
     """Write Linen wrappers for TARGETS (package.module:Class, package.module.Class,
     or package.module for every NNX class in it) into OUTPUT.
+
+    A class of a whole-module target that cannot be wrapped is left out, named
+    with its reason on stderr and in the file's header (--strict: an error).
 
     With no TARGETS, regenerate every output configured in [tool.nnxgen.outputs]
     of pyproject.toml."""
@@ -141,7 +151,19 @@ def wrap(
             generate.check_not_source(tgts, out)  # even with --force
             generate.check_writable(Path(out), force)
         for out, tgts, _ in jobs:  # render everything before writing anything
-            texts.append((out, generate.generate(tgts, out, tdir)))
+            skipped: list[tuple[str, str]] = []
+            texts.append((out, generate.generate(tgts, out, tdir, skipped=skipped)))
+            for target, reason in skipped:
+                click.echo(
+                    f"nnxgen: {'error' if strict else 'skipped'} {target} "
+                    f"(in {out}): {reason}",
+                    err=True,
+                )
+            if strict and skipped:
+                raise generate.GenerateError(
+                    f"{len(skipped)} class(es) of {' '.join(tgts)} cannot be wrapped "
+                    "(--strict); nothing written"
+                )
         for out, text in texts:
             changed = generate.write_atomic(Path(out), text)
             n = text.count("\nclass ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import os
 import re
@@ -39,6 +40,48 @@ def build_spec(
     resolved: list[targets.Target] = []
     for text in target_texts:
         resolved.extend(targets.resolve(text))
+    # A class of a whole-module target that cannot be wrapped is left out (the
+    # file's header names it and why); the others are inspected again without
+    # it, since they may refer to it (its wrapper would have been in the file).
+    skipped: dict[str, str] = {}
+    while True:
+        live = [t for t in resolved if t.text not in skipped]
+        if not live:
+            raise GenerateError(
+                "nothing could be wrapped: "
+                + "; ".join(f"{t}: {why}" for t, why in skipped.items())
+            )
+        try:
+            spec = _build_spec(live, target_texts, output, command)
+        except _Skip as skip:
+            skipped[skip.target] = skip.reason
+            continue
+        return dataclasses.replace(spec, skipped=tuple(skipped.items()))
+
+
+class _Skip(Exception):
+    def __init__(self, target: str, reason: str):
+        super().__init__(target, reason)
+        self.target = target
+        self.reason = reason
+
+
+@contextlib.contextmanager
+def _skippable(t: targets.Target) -> Iterator[None]:
+    try:
+        yield
+    except inspector.InspectError as err:
+        if not t.whole_module:
+            raise
+        raise _Skip(t.text, str(err)) from err
+
+
+def _build_spec(
+    resolved: list[targets.Target],
+    target_texts: list[str],
+    output: str,
+    command: str | None,
+) -> FileSpec:
     names: dict[str, str] = {}
     for t in resolved:
         if t.wrapper_name in names:
@@ -64,26 +107,28 @@ def build_spec(
     if linen:
         names = inspector.Names(wrapped)
         for t in resolved:
-            lspec, imps = linen_inspector.inspect_linen_class(
-                t.cls,
-                target=t.text,
-                wrapper_name=t.wrapper_name,
-                wrapped=wrapped,
-                names=names,
-            )
+            with _skippable(t):
+                lspec, imps = linen_inspector.inspect_linen_class(
+                    t.cls,
+                    target=t.text,
+                    wrapper_name=t.wrapper_name,
+                    wrapped=wrapped,
+                    names=names,
+                )
             classes.append(lspec)
             imports |= imps
     else:
         fields = set().union(*(inspector.constructor_names(t.cls) for t in resolved))
         names = inspector.Names(wrapped, fields - {"rngs"})
         for t in resolved:
-            spec, imps = inspector.inspect_class(
-                t.cls,
-                target=t.text,
-                wrapper_name=t.wrapper_name,
-                wrapped=wrapped,
-                names=names,
-            )
+            with _skippable(t):
+                spec, imps = inspector.inspect_class(
+                    t.cls,
+                    target=t.text,
+                    wrapper_name=t.wrapper_name,
+                    wrapped=wrapped,
+                    names=names,
+                )
             classes.append(spec)
             imports |= imps
     return FileSpec(
@@ -122,9 +167,15 @@ def generate(
     output: str,
     templates: str | None = None,
     command: str | None = None,
+    *,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> str:
+    """The text of ``output``. ``skipped``: a list to which the classes of
+    whole-module targets that were left out are added, as (target, reason)."""
     with _gc_paused():
         spec = build_spec(target_texts, output, command)
+        if skipped is not None:
+            skipped.extend(spec.skipped)
         return render.render_file(spec, templates)
 
 

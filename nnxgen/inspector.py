@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import inspect
 import keyword
+import re
 import types
 from typing import Any
 
@@ -238,6 +239,8 @@ class _Context:
     wrapped: dict[type, str]  # NNX classes wrapped in the same file -> wrapper names
     imports: set[Import]
     names: Names
+    #: PEP 695 type parameters in scope (``class Box[T]``): names the wrapper binds too
+    type_params: frozenset[str] = frozenset()
 
 
 def _import_obj(imp: Import) -> Any:
@@ -290,6 +293,13 @@ def _class_scope(ctx: _Context, name: str) -> list[str] | None:
     return None
 
 
+def _scope_object(ctx: _Context, scope: list[str], name: str) -> Any:
+    obj: Any = vars(ctx.module).get(scope[0])
+    for part in scope[1:]:
+        obj = getattr(obj, part, None)
+    return vars(obj).get(name) if obj is not None else None
+
+
 def _pick_imports(stmts: list[Import], parts: list[str]) -> list[Import]:
     plain = [s for s in stmts if s.name is None and s.asname is None]
     if len(plain) == len(stmts) and plain:
@@ -307,6 +317,8 @@ def _make_resolver(
 ):
     def resolve(parts: list[str], node: ast.expr) -> ast.expr:
         name = parts[0]
+        if name in ctx.type_params:
+            return node  # the wrapper declares the same type parameters
         found, obj = _lookup(ctx, parts)
         nnx = _nnx()
         if (
@@ -341,6 +353,16 @@ def _make_resolver(
                 )
             return bind([Import(ctx.module.__name__, name)])
         scope = _class_scope(ctx, name)
+        if (
+            scope is not None
+            and hasattr(builtins, name)
+            and not isinstance(_scope_object(ctx, scope, name), type)
+        ):
+            # A method named like a builtin (``def slice(self, ...)``) beside an
+            # annotation ``idx: slice``: an annotation means the builtin, the way
+            # type checkers read it; only a class defined in the class body
+            # (a nested ``class slice``) would shadow it.
+            scope = None
         if scope is not None:
             outer = vars(ctx.module).get(scope[0])
             alias = linen_alias(scope[0]) if _is_linen(outer) else nnx_alias(scope[0])
@@ -452,9 +474,9 @@ def _class_annotation(
         return f"type[{ctx.names.aliases.Any}]"
     ann = _rewrite(ctx, text.annotation, annotation=True, what=what, keep_nnx=True)
     node = exprs.parse(ann)
-    chain = exprs._chain(node.value) if isinstance(node, ast.Subscript) else None
+    chain = exprs._chain(node.value if isinstance(node, ast.Subscript) else node)
     if chain and chain[-1] in ("type", "Type", "Callable"):
-        return ann
+        return ann  # `Callable[..., M]`, bare `Callable` / `type`: a class fits
     return f"type[{ann}]"
 
 
@@ -464,7 +486,12 @@ def _param(
     method: str,
     p: inspect.Parameter,
     text: source.SourceParam | None,
+    *,
+    implicit_optional: bool = True,
 ) -> ParamSpec:
+    """The spec of one parameter. ``implicit_optional``: write ``x: T = None`` as
+    ``x: T | None = None`` (off where the wrapper passes the value on to a typed
+    call: the Linen class's own constructor)."""
     what = f"{cls.__qualname__}.{method} parameter {p.name!r}"
     if text is not None and text.annotation is not None:
         annotation = _rewrite(ctx, text.annotation, annotation=True, what=what)
@@ -479,7 +506,11 @@ def _param(
             # The default is an NNX *class* (a layer factory), not a module the
             # Linen side passes a wrapper for: keep the NNX types, as a class.
             annotation = _class_annotation(ctx, p, text, what)
-        if p.default is None and not exprs.admits_none(annotation):
+        if (
+            implicit_optional
+            and p.default is None
+            and not exprs.admits_none(annotation)
+        ):
             # `x: int = None`, an implicit Optional (no longer allowed by PEP
             # 484): written explicitly, so that type checkers accept the wrapper.
             annotation = exprs.or_none(annotation)
@@ -583,7 +614,10 @@ def _context(
         raise InspectError(
             f"{owner.__qualname__}: its module {owner.__module__!r} is not imported"
         )
-    return _Context(module, source.load(module), owner, wrapped, imports, names)
+    tparams = frozenset(t.__name__ for t in vars(owner).get("__type_params__", ()))
+    return _Context(
+        module, source.load(module), owner, wrapped, imports, names, tparams
+    )
 
 
 def _source_params(ctx: _Context, owner: type, name: str, sig: inspect.Signature):
@@ -688,9 +722,19 @@ def _doc(obj: Any) -> str | None:
         if isinstance(obj, type)
         else getattr(obj, "__doc__", None)
     )
+    return clean_doc(doc)
+
+
+def clean_doc(doc: Any) -> str | None:
+    """A docstring as the wrapper writes it (None: none to write)."""
     if not isinstance(doc, str) or not doc.strip():
         return None
-    return _cleandoc(doc)
+    # A run-time repr a decorator or dataclasses put in (``<... object at 0x7f...>``)
+    # would make the file differ on every run: its address is dropped.
+    return _cleandoc(_ADDRESS.sub(">", doc))
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 
 def _is_kontext_key(obj: Any) -> bool:
@@ -898,10 +942,14 @@ def inspect_class(
                 train,
                 doc_raw=raw,
                 key_rngs=key_rngs,
+                paramspec=takes_paramspec(mparams),
             )
         )
 
     extra = _kontext_fields(cls, wrapped, imports, names)
+    type_params, generic_base = class_generics(
+        _context(cls, cls, wrapped, imports, names), cls, target
+    )
     doc = _doc(cls)
     cls_src = source.load(source.module_of(cls)) if source.module_of(cls) else None
     doc_raw = bool(doc) and cls_src is not None and cls_src.doc_is_raw(cls.__qualname__)
@@ -916,8 +964,83 @@ def inspect_class(
         extra_fields=tuple(extra),
         renamed=tuple(renamed),
         doc_raw=doc_raw,
+        type_params=type_params,
+        generic_base=generic_base,
     )
     return spec, imports
+
+
+def class_generics(ctx: _Context, cls: type, target: str) -> tuple[str, str]:
+    """(PEP 695 type parameters, ``Generic[...]`` base) the wrapper of a generic
+    ``cls`` declares, so that annotations using its type variables keep their
+    meaning: ``class Box[T](nnx.Module)`` -> ``("[T]", "")``,
+    ``class Agent(nnx.Module, Generic[TObs, TAct])`` -> ``("", "Generic[TObs, TAct]")``
+    (the type variables imported the way the source imports them)."""
+    import typing
+
+    what = f"{target} type parameters"
+    tparams = vars(cls).get("__type_params__", ())
+    if tparams:
+        written = ctx.src.class_type_params(cls.__qualname__) if ctx.src else None
+        if written is None or [w[1] for w in written] != [t.__name__ for t in tparams]:
+            written = [(_type_param_kind(t), t.__name__, None, None) for t in tparams]
+        items = []
+        for kind, name, bound, default in written:
+            text = {"TypeVarTuple": "*", "ParamSpec": "**"}.get(kind, "") + name
+            if bound is not None:
+                text += ": " + _rewrite(ctx, bound, annotation=True, what=what)
+            if default is not None:
+                text += " = " + _rewrite(ctx, default, annotation=True, what=what)
+            items.append(text)
+        return f"[{', '.join(items)}]", ""
+    params = vars(cls).get("__parameters__", ())
+    if not params:
+        return "", ""
+    items = []
+    for tv in params:
+        name = getattr(tv, "__name__", None)
+        if not isinstance(name, str) or vars(ctx.module).get(name) is not tv:
+            name = next(
+                (
+                    n
+                    for n, o in vars(ctx.module).items()
+                    if o is tv and n.isidentifier()
+                ),
+                None,
+            )
+        if name is None:
+            raise InspectError(
+                f"{what}: the type variable {tv!r} is not bound to a name in "
+                f"{ctx.module.__name__}; define it at module level"
+            )
+        text = _rewrite(ctx, name, annotation=True, what=what)
+        star = "*" if _type_param_kind(tv) == "TypeVarTuple" else ""
+        items.append(star + text)
+    generic, imps = ctx.names.bind(
+        "Generic", typing.Generic, [Import("typing", "Generic")]
+    )
+    ctx.imports.update(imps)
+    return "", f"{generic}[{', '.join(items)}]"
+
+
+def _type_param_kind(tv: Any) -> str:
+    return type(tv).__name__  # TypeVar, ParamSpec or TypeVarTuple
+
+
+def takes_paramspec(params: list[ParamSpec] | tuple[ParamSpec, ...]) -> bool:
+    """Whether a method takes ``*args: P.args, **kwargs: P.kwargs`` (a ParamSpec)."""
+
+    def annotated(kind: str, attr: str) -> bool:
+        for p in params:
+            if p.kind == kind and p.annotation is not None:
+                try:
+                    chain = exprs._chain(exprs.parse(p.annotation))
+                except exprs.ExprError:
+                    return False
+                return bool(chain) and len(chain) > 1 and chain[-1] == attr
+        return False
+
+    return annotated("VAR_POSITIONAL", "args") and annotated("VAR_KEYWORD", "kwargs")
 
 
 def _rngs_param(params: list[inspect.Parameter]) -> str | None:

@@ -1,9 +1,8 @@
-"""Line layout that matches ``ruff format`` for the few shapes nnxgen emits.
+"""Code snippets before formatting, and docstring literals.
 
-Generated code consists of bracketed sequences (calls, tuples, dicts,
-parameter lists). Ruff lays one out flat when it fits in 88 columns; otherwise
-it puts the contents on one indented line between the brackets when that
-fits; otherwise one element per line with a trailing comma, recursively.
+The renderer builds bracketed sequences (calls, tuples, dicts, parameter lists)
+and writes each on one line; ruff lays the file out afterwards with the
+configuration of the project it is written into (:mod:`nnxgen.formatting`).
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 
-LINE_LENGTH = 88
 INDENT = "    "
 
 
@@ -20,8 +18,7 @@ class Seq:
     open: str  # text up to and including the opening bracket, e.g. "_rt.call("
     items: list[str | Seq]
     close: str  # closing bracket, e.g. ")"
-    single_comma: bool = False  # a one-element tuple keeps its comma when flat
-    explode: bool = False  # never hug (import lists: one name per line when split)
+    single_comma: bool = False  # a one-element tuple keeps its comma
 
     def flat(self) -> str:
         inner = ", ".join(i if isinstance(i, str) else i.flat() for i in self.items)
@@ -50,7 +47,8 @@ def dict_of(pairs: list[tuple[str, str | Seq]]) -> Seq:
 
 def width(text: str) -> int:
     """Columns ``text`` takes, as ruff counts them (East Asian wide characters: 2;
-    combining marks, format and control characters: 0)."""
+    combining marks, format and control characters: 0). Not used by the generator
+    any more (ruff lays lines out); tests/test_fuzz.py measures lines with it."""
     if text.isprintable() and text.isascii():
         return len(text)
     return sum(
@@ -63,34 +61,9 @@ def width(text: str) -> int:
     )
 
 
-def fits(line: str) -> bool:
-    return width(line) <= LINE_LENGTH
-
-
 def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
-    """Lines for ``head + seq + tail`` at ``indent`` (head precedes seq.open)."""
-    flat = f"{indent}{head}{seq.flat()}{tail}"
-    if fits(flat):
-        return [flat]
-    inner_indent = indent + INDENT
-    first = f"{indent}{head}{seq.open}"
-    last = f"{indent}{seq.close}{tail}"
-    if seq.items and not seq.explode:
-        hugged = inner_indent + ", ".join(
-            i if isinstance(i, str) else i.flat() for i in seq.items
-        )
-        if seq.single_comma and len(seq.items) == 1:
-            hugged += ","
-        if fits(hugged):
-            return [first, hugged, last]
-    lines = [first]
-    for item in seq.items:
-        if isinstance(item, str):
-            lines.append(f"{inner_indent}{item},")
-        else:
-            lines.extend(lay_out(inner_indent, "", item, ","))
-    lines.append(last)
-    return lines
+    """``head + seq + tail`` at ``indent``, on one line (ruff splits it later)."""
+    return [f"{indent}{head}{seq.flat()}{tail}"]
 
 
 def docstring(text: str, indent: str, *, raw: bool = False) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import keyword
+import re
 from typing import Any
 
 from nnxgen import exprs, inspector, source
@@ -82,11 +83,28 @@ def _field_texts(ctx: inspector._Context, owner: type) -> dict[str, source.Sourc
     }
 
 
+#: A line that is the signature dataclasses writes into a Linen class's ``__doc__``
+#: (``Name(features: 'int' = 4, parent: ... = <..._Sentinel object at 0x7f...>,
+#: name: Optional[str] = None)``): text made at run time, never the author's.
+_SIGNATURE_LINE = re.compile(
+    r"^[ \t]*\w+\(.*\bparent: .*\bname: .*\)[ \t]*$", re.MULTILINE
+)
+
+
 def _class_doc(cls: type) -> str | None:
-    doc = inspector._doc(cls)
-    if doc is not None and doc.startswith(f"{cls.__name__}(") and "parent" in doc:
-        return None  # the signature dataclasses writes when the class has no docstring
-    return doc
+    """The class docstring less the signature dataclasses writes when the class
+    has none, wherever it is: a decorator may add text before it (transformers'
+    ``add_start_docstrings``)."""
+    doc = vars(cls).get("__doc__")
+    if not isinstance(doc, str):
+        return None
+    try:
+        made = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
+    except (TypeError, ValueError):
+        made = None
+    if made:
+        doc = doc.replace(made, "")
+    return inspector.clean_doc(_SIGNATURE_LINE.sub("", doc))
 
 
 def _method_params(
@@ -191,7 +209,10 @@ def inspect_linen_class(
         if p.default is dataclasses._HAS_DEFAULT_FACTORY:  # type: ignore[attr-defined]
             p = p.replace(default=_FACTORY)
             text = dataclasses.replace(text, default=None) if text else None
-        spec = inspector._param(ctx, cls, "__init__", p, text)
+        # `f: X = None` stays as written: the wrapper passes `f` on to the Linen
+        # class, whose field is typed `X` (an `X | None` parameter would be a new
+        # type error at that call; the source's own error reappears on this line)
+        spec = inspector._param(ctx, cls, "__init__", p, text, implicit_optional=False)
         if p.default is _FACTORY:
             spec = dataclasses.replace(
                 spec,
@@ -256,6 +277,9 @@ def inspect_linen_class(
         )
         modes.append(mmodes)
 
+    type_params, generic_base = inspector.class_generics(
+        inspector._context(cls, cls, wrapped, imports, names), cls, target
+    )
     doc = _class_doc(cls)
     mod = source.module_of(cls)
     cls_src = source.load(mod) if mod else None
@@ -270,6 +294,8 @@ def inspect_linen_class(
         modes=tuple(modes),
         renamed=tuple(renamed),
         doc_raw=doc_raw,
+        type_params=type_params,
+        generic_base=generic_base,
     )
     return spec, imports
 

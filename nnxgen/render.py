@@ -1,8 +1,10 @@
 """Turn :class:`~nnxgen.spec.FileSpec` objects into formatted Python source.
 
-Python prepares laid-out snippets (signatures, calls, docstrings: see
+Python prepares snippets (signatures, calls, docstrings: see
 :mod:`nnxgen.layout`); the jinja2 templates in ``templates/`` decide the shape
-of the file. ``--templates DIR`` puts a user's templates in front of ours.
+of the file. ``--templates DIR`` puts a user's templates in front of ours. The
+text is then laid out by ruff with the configuration of the project it is
+written into (:mod:`nnxgen.formatting`).
 """
 
 from __future__ import annotations
@@ -10,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.resources
-import sys
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from nnxgen import lintcompat, render_nnx
-from nnxgen.layout import INDENT, Seq, dict_of, docstring, fits, lay_out, tuple_of
+from nnxgen import formatting, render_nnx
+from nnxgen.layout import INDENT, Seq, dict_of, docstring, lay_out, tuple_of
 from nnxgen.spec import (
     ClassSpec,
     FileSpec,
@@ -97,7 +98,9 @@ def _method_params(m: MethodSpec) -> list[str]:
     out += [_param_text(p) for p in m.params if p.kind == "POSITIONAL_OR_KEYWORD"]
     var = [p for p in m.params if p.kind == "VAR_POSITIONAL"]
     kwonly = [_param_text(p) for p in m.params if p.kind == "KEYWORD_ONLY"]
-    if m.train_param is None:
+    if m.train_param is None and not m.paramspec:
+        # (not between `*args: P.args` and `**kwargs: P.kwargs`: that method's
+        # mode comes from `nnxgen.runtime.mode`)
         kwonly.append("train: bool | None = None")
     if var:
         out.append(_param_text(var[0]))
@@ -123,13 +126,42 @@ def _call_body(cls: ClassSpec, m: MethodSpec) -> list[str]:
     ]
     kw = dict_of(keyword)
     kw.items += [f"**{p.name}" for p in m.params if p.kind == "VAR_KEYWORD"]
-    mode = m.train_param or "train"
+    mode = m.train_param or ("None" if m.paramspec else "train")
     call = Seq(
         "_rt.call(",
         ["self", f'"{m.name}"', tuple_of(positional) if positional else "()", kw, mode],
         ")",
     )
-    return lay_out(INDENT * 2, "return ", call)
+    return call_statement(call, m)
+
+
+def returns_never(returns: str | None) -> bool:
+    """Whether a return annotation says the method never returns (``NoReturn``)."""
+    import ast
+
+    if returns is None:
+        return False
+    try:
+        node = ast.parse(returns, mode="eval").body
+    except SyntaxError:
+        return False
+    while isinstance(node, ast.Attribute):
+        if node.attr in ("NoReturn", "Never"):
+            return True
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in ("NoReturn", "Never")
+
+
+def call_statement(call: Seq, m: MethodSpec) -> list[str]:
+    """The body that runs ``call``: ``return call``, or for a method that never
+    returns (``-> NoReturn``) the call and a ``raise`` type checkers accept."""
+    if not returns_never(m.returns):
+        return lay_out(INDENT * 2, "return ", call)
+    message = f"{m.name} returned; its annotation says it never does"
+    return [
+        *lay_out(INDENT * 2, "", call),
+        f'{INDENT * 2}raise AssertionError("{message}")',
+    ]
 
 
 def _method(cls: ClassSpec, m: MethodSpec) -> dict[str, Any]:
@@ -206,25 +238,8 @@ def _field(
 
 
 def _assign(indent: str, head: str, value: str) -> list[str]:
-    """``head + value`` (an assignment), split the way ruff splits a long call."""
-    import ast
-
-    line = f"{indent}{head}{value}"
-    if fits(line):
-        return [line]
-    node = ast.parse(value, mode="eval").body
-    if not isinstance(node, ast.Call):
-        return [line]
-
-    def seg(n: ast.AST) -> str:
-        return ast.get_source_segment(value, n) or ""
-
-    items: list[str | Seq] = [seg(a) for a in node.args]
-    items += [
-        f"{k.arg}={seg(k.value)}" if k.arg else f"**{seg(k.value)}"
-        for k in node.keywords
-    ]
-    return lay_out(indent, head, Seq(seg(node.func) + "(", items, ")"))
+    """``head + value`` (an assignment), on one line (ruff splits it later)."""
+    return [f"{indent}{head}{value}"]
 
 
 def _spec_lines(cls: ClassSpec) -> list[str]:
@@ -324,92 +339,32 @@ def _class_context(cls: ClassSpec, dc: str = "dataclasses") -> dict[str, Any]:
 # Imports.
 
 
-def _section(module: str) -> int:
-    """isort section (as ruff's defaults see it): 0 future, 1 stdlib, 2 third party, 3 first party."""
-    top = module.split(".")[0]
-    if top == "__future__":
-        return 0
-    if top in sys.stdlib_module_names:
-        return 1
-    root = Path.cwd()
-    for base in (root, root / "src"):
-        if (base / top).is_dir() or (base / f"{top}.py").is_file():
-            return 3
-    return 2
+#: ``typing`` names that are ABCs: imported from ``collections.abc`` instead (the
+#: same annotation text, the non-deprecated source; ruff UP035).
+_ABC = frozenset(
+    {
+        "AsyncGenerator", "AsyncIterable", "AsyncIterator", "Awaitable", "ByteString",
+        "Callable", "Collection", "Container", "Coroutine", "Generator", "Hashable",
+        "ItemsView", "Iterable", "Iterator", "KeysView", "Mapping", "MappingView",
+        "MutableMapping", "MutableSequence", "MutableSet", "Reversible", "Sequence",
+        "Sized", "ValuesView",
+    }
+)  # fmt: skip
 
 
-def _member_key(name: str) -> tuple[int, str]:
-    # ruff's order-by-type: CONSTANTS, then Classes, then everything else.
-    if name.isupper() and len(name) > 1:
-        kind = 0
-    elif name[:1].isupper():
-        kind = 1
-    else:
-        kind = 2
-    return kind, name.lower()
+def _modernize_imports(imports: set[Import]) -> set[Import]:
+    out = set()
+    for i in imports:
+        if i.module in ("typing", "typing_extensions") and i.name in _ABC:
+            i = dataclasses.replace(i, module="collections.abc")
+        out.add(i)
+    return out
 
 
 def _import_lines(imports: list[Import]) -> list[str]:
-    """Import statements in isort order (ruff's defaults), blank lines between sections."""
-    lines: list[str] = []
-    by_section: dict[int, list[Import]] = {}
-    for i in set(imports):
-        by_section.setdefault(_section(i.module), []).append(i)
-    for section in sorted(by_section):
-        items = by_section[section]
-        block: list[str] = []
-        plain = sorted(
-            (i for i in items if i.name is None),
-            key=lambda i: (i.module.lower(), (i.asname or "").lower()),
-        )
-        block += [i.statement() for i in plain]
-        froms: dict[str, list[Import]] = {}
-        for i in items:
-            if i.name is not None:
-                froms.setdefault(i.module, []).append(i)
-        for module in sorted(froms, key=str.lower):
-            members = froms[module]
-            combined = sorted(
-                {i.name for i in members if not i.asname}, key=_member_key
-            )
-            aliased = sorted(
-                (i for i in members if i.asname),
-                key=lambda i: (_member_key(i.name or ""), (i.asname or "").lower()),
-            )
-            stmts: list[tuple[tuple[int, str], list[str] | Import]] = []
-            if combined:
-                stmts.append((_member_key(combined[0]), combined))  # type: ignore[arg-type]
-            stmts += [(_member_key(i.name or ""), i) for i in aliased]
-            for _, item in sorted(stmts, key=lambda s: s[0]):
-                if isinstance(item, Import):
-                    stmt = item.statement()
-                    if fits(stmt):
-                        block.append(stmt)
-                    else:  # as ruff wraps it: one aliased name in parentheses
-                        block += lay_out(
-                            "",
-                            f"from {module} import ",
-                            Seq(
-                                "(",
-                                [f"{item.name} as {item.asname}"],
-                                ")",
-                                explode=True,
-                            ),
-                        )
-                    continue
-                flat = f"from {module} import {', '.join(item)}"
-                if fits(flat):
-                    block.append(flat)
-                else:
-                    block += lay_out(
-                        "",
-                        f"from {module} import ",
-                        Seq("(", list(item), ")", explode=True),
-                    )
-        if lines:
-            lines.append("")
-        lines += block
-    return lines
+    """One statement per import; ruff's isort, with the project's settings, sorts
+    and groups them (:mod:`nnxgen.formatting`)."""
+    return sorted({i.statement() for i in imports})
 
 
 def _import_target(i: Import) -> object:
@@ -507,6 +462,22 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
         data += repr(keyed)
     if spec.aliases:
         data += repr(spec.aliases)
+    ps = [
+        (c.name, [m.name for m in c.methods if m.paramspec])
+        for c in spec.classes
+        if any(m.paramspec for m in c.methods)
+    ]
+    if ps:  # methods taking a ParamSpec's *args / **kwargs (not in the repr)
+        data += repr(ps)
+    generic = [
+        (c.name, c.type_params, c.generic_base)
+        for c in spec.classes
+        if c.type_params or c.generic_base
+    ]
+    if generic:  # generic classes (not in the repr)
+        data += repr(generic)
+    if spec.skipped:
+        data += repr(spec.skipped)
     data += template_sources(
         env, render_nnx.TEMPLATES if _is_nnx_file(spec) else LINEN_TEMPLATES
     )
@@ -515,7 +486,7 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
 
 def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
     env = environment(templates)
-    imports = _dedupe_imports(lintcompat.modernize_imports(set(spec.imports)))
+    imports = _dedupe_imports(_modernize_imports(set(spec.imports)))
     _check_names(spec.classes, imports)
     if any(getattr(c, "extra_fields", ()) for c in spec.classes):
         # kontext evaluates every class annotation at run time (typing.get_type_hints):
@@ -558,17 +529,74 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
         "noqa": "",
     }
     template = env.get_template(template_name)
-    text = template.render(**context)
     nn = aliases.get("nn") if classes else None
-    if nn is not None:
-        # A class body binds `nn` (a field): flax.linen is imported as `nn`'s alias.
-        text = _rebase_classes(text, classes, nn)
-    codes = lintcompat.noqa_codes(text)
-    if codes:
-        text = template.render(**{**context, "noqa": ", ".join(codes)})
+
+    def render(noqa: str) -> str:
+        text = template.render(**{**context, "noqa": noqa})
         if nn is not None:
+            # A class body binds `nn` (a field): flax.linen is imported as `nn`'s alias.
             text = _rebase_classes(text, classes, nn)
-    return text
+        return _class_heads(_skipped_header(text, spec.skipped), spec.classes)
+
+    try:  # laid out by ruff, with the output's project configuration
+        return formatting.finish(render, spec.output)
+    except formatting.FormatError as err:
+        raise RenderError(str(err)) from None
+
+
+#: The header line the skip list follows (the templates' last fixed line).
+_FINGERPRINT_LINE = "# nnxgen-fingerprint: "
+
+
+def _skipped_header(text: str, skipped: tuple[tuple[str, str], ...]) -> str:
+    """The classes of a whole-module target that were not wrapped, and why, as
+    header comments (part of the file: ``nnxgen check`` compares them).
+
+    Added here rather than in the templates, whose text is part of every file's
+    fingerprint."""
+    if not skipped:
+        return text
+    import textwrap
+
+    lines = ["# nnxgen-skipped (cannot be wrapped; the other classes are):"]
+    for target, reason in skipped:
+        lines += textwrap.wrap(
+            f"{target}: {reason}",
+            width=88,
+            initial_indent="#   ",
+            subsequent_indent="#     ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    start = text.find(_FINGERPRINT_LINE)  # (user templates may lack it)
+    end = text.find("\n", max(start, 0)) + 1
+    return text[:end] + "\n".join(lines) + "\n" + text[end:]
+
+
+def _class_heads(text: str, classes: Any) -> str:
+    """``class X(nn.Module):`` / ``class X(nnx.Module):`` lines (the templates')
+    of generic classes: ``class X[T](...)`` or ``class X(..., Generic[T])``.
+
+    Done here rather than in the templates, whose text is part of every file's
+    fingerprint."""
+    generic = {c.name: c for c in classes if c.type_params or c.generic_base}
+    if not generic:
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.startswith("class ") or not line.endswith("):"):
+            continue
+        name, _, bases = line[len("class ") : -len("):")].partition("(")
+        c = generic.get(name)
+        if c is None:
+            continue
+        items: list[str | Seq] = [bases]
+        if c.generic_base:
+            items.append(c.generic_base)
+        lines[i] = "\n".join(
+            lay_out("", f"class {name}{c.type_params}", Seq("(", items, ")"), ":")
+        )
+    return "\n".join(lines)
 
 
 def _rebase_classes(text: str, classes: tuple[ClassSpec, ...], nn: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nnxgen.layout import INDENT, Seq, dict_of, docstring, fits, lay_out, tuple_of
+from nnxgen.layout import INDENT, Seq, dict_of, docstring, lay_out, tuple_of
 from nnxgen.spec import LinenClassSpec, MethodSpec, ParamSpec
 
 MODULE_TEMPLATE = "nnx_module.py.jinja"
@@ -49,19 +49,6 @@ def _def_lines(name: str, params: list[str], returns: str | None) -> str:
     return "\n".join(lay_out(INDENT, f"def {name}", Seq("(", list(params), ")"), tail))
 
 
-def _unformattable(ctx: dict[str, Any]) -> dict[str, Any]:
-    """A method whose signature has a parameter longer than a line (ruff would
-    split its annotation, a layout nnxgen does not reproduce) is kept as laid
-    out, between ``# fmt: off`` / ``# fmt: on``."""
-    if all(fits(line) for line in ctx["def_lines"].split("\n")):
-        return ctx
-    return {
-        **ctx,
-        "def_lines": f"{INDENT}# fmt: off\n" + ctx["def_lines"],
-        "body_lines": ctx["body_lines"] + f"\n{INDENT}# fmt: on",
-    }
-
-
 def _init(cls: LinenClassSpec) -> dict[str, Any]:
     comments = [
         f"{INDENT}# {p.name}: {p.default_comment}"
@@ -77,15 +64,13 @@ def _init(cls: LinenClassSpec) -> dict[str, Any]:
     if cls.has_modes:
         items.append("modes=True")
     body = lay_out(INDENT * 2, "", Seq("_rt.linen_init(", items, ")"))
-    return _unformattable(
-        {
-            "comment_lines": "\n".join(comments),
-            "def_lines": _def_lines(
-                "__init__", _signature(cls.fields, ["rngs: nnx.Rngs"]), "None"
-            ),
-            "body_lines": "\n".join(body),
-        }
-    )
+    return {
+        "comment_lines": "\n".join(comments),
+        "def_lines": _def_lines(
+            "__init__", _signature(cls.fields, ["rngs: nnx.Rngs"]), "None"
+        ),
+        "body_lines": "\n".join(body),
+    }
 
 
 def _call_body(m: MethodSpec, modes: tuple[str, ...]) -> list[str]:
@@ -110,21 +95,19 @@ def _call_body(m: MethodSpec, modes: tuple[str, ...]) -> list[str]:
     ]
     if modes:
         items.append(tuple_of([f'"{a}"' for a in modes]))
-    return lay_out(INDENT * 2, "return ", Seq("_rt.linen_call(", items, ")"))
+    from nnxgen.render import call_statement
+
+    return call_statement(Seq("_rt.linen_call(", items, ")"), m)
 
 
 def _method(m: MethodSpec, modes: tuple[str, ...]) -> dict[str, Any]:
-    return _unformattable(
-        {
-            "def_lines": _def_lines(
-                m.wrapper_name, _signature(m.params, []), m.returns
-            ),
-            "doc_lines": "\n".join(docstring(m.doc, INDENT * 2, raw=m.doc_raw))
-            if m.doc
-            else "",
-            "body_lines": "\n".join(_call_body(m, modes)),
-        }
-    )
+    return {
+        "def_lines": _def_lines(m.wrapper_name, _signature(m.params, []), m.returns),
+        "doc_lines": "\n".join(docstring(m.doc, INDENT * 2, raw=m.doc_raw))
+        if m.doc
+        else "",
+        "body_lines": "\n".join(_call_body(m, modes)),
+    }
 
 
 def _set_view() -> dict[str, Any]:

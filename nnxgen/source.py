@@ -99,6 +99,30 @@ class ModuleSource:
             value = value.left
         return isinstance(value, cst.SimpleString) and "r" in value.prefix.lower()
 
+    def class_type_params(
+        self, class_qualname: str
+    ) -> list[tuple[str, str, str | None, str | None]] | None:
+        """``(kind, name, bound, default)`` of a PEP 695 class's type parameters
+        as written (kind: ``TypeVar``, ``TypeVarTuple`` or ``ParamSpec``), or None."""
+        cls = self.find_class(class_qualname)
+        tps = getattr(cls, "type_parameters", None)
+        if tps is None:
+            return None
+        out: list[tuple[str, str, str | None, str | None]] = []
+        for tp in tps.params:
+            param = tp.param
+            bound = getattr(param, "bound", None)
+            default = getattr(tp, "default", None)
+            out.append(
+                (
+                    type(param).__name__,
+                    param.name.value,
+                    self.code(bound) if bound is not None else None,
+                    self.code(default) if default is not None else None,
+                )
+            )
+        return out
+
     def class_annotations(
         self, class_qualname: str
     ) -> list[tuple[str, str, str | None]]:

@@ -68,6 +68,10 @@ class MethodSpec:
     #: its ``rngs`` parameter is annotated as a PRNG key (``jax.Array``...), not an
     #: ``nnx.Rngs``; not in the repr either (render.fingerprint adds it when set)
     key_rngs: bool = dataclasses.field(default=False, repr=False)
+    #: takes ``*args: P.args, **kwargs: P.kwargs`` (a ParamSpec): nothing may stand
+    #: between the two, so the Linen wrapper adds no ``train`` keyword (its mode
+    #: comes from ``nnxgen.runtime.mode``); not in the repr (see render.fingerprint)
+    paramspec: bool = dataclasses.field(default=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +97,11 @@ class ClassSpec:
     #: the source docstring is a raw string (r"""..."""); not in the repr, which
     #: the fingerprint reads (render.fingerprint adds it when set)
     doc_raw: bool = dataclasses.field(default=False, repr=False)
+    #: a generic class: PEP 695 type parameters as written (``"[T: int]"``), or the
+    #: ``Generic[...]`` base the wrapper adds (``"Generic[TObs, TAct]"``); not in the
+    #: repr (render.fingerprint adds them when set)
+    type_params: str = dataclasses.field(default="", repr=False)
+    generic_base: str = dataclasses.field(default="", repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +116,8 @@ class FileSpec:
     fingerprint: str = ""
     #: the generated file's own names under private aliases (("nn", "_nn"), ...)
     aliases: tuple[tuple[str, str], ...] = ()
+    #: classes of a whole-module target that could not be wrapped: (target, reason)
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +134,11 @@ class LinenClassSpec:
     modes: tuple[tuple[str, ...], ...]
     renamed: tuple[tuple[str, str], ...] = ()  # (Linen name, wrapper name) pairs
     doc_raw: bool = dataclasses.field(default=False, repr=False)
+    #: a generic class: PEP 695 type parameters as written (``"[T: int]"``), or the
+    #: ``Generic[...]`` base the wrapper adds (``"Generic[TObs, TAct]"``); not in the
+    #: repr (render.fingerprint adds them when set)
+    type_params: str = dataclasses.field(default="", repr=False)
+    generic_base: str = dataclasses.field(default="", repr=False)
 
     @property
     def has_modes(self) -> bool:

@@ -22,12 +22,28 @@ class Target:
     wrapper_name: str
     module: str = ""  # where the target names it: module and attribute path
     path: str = ""
+    #: found in a whole-module target (``pkg.mod``): a class that cannot be
+    #: wrapped is skipped (named in the file's header), not an error
+    whole_module: bool = False
 
 
 def _ensure_cwd_on_path() -> None:
     cwd = os.getcwd()
     if cwd not in sys.path and "" not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def _hook_hint() -> str:
+    """Where an import fails inside a pre-commit hook (pre-commit sets ``PRE_COMMIT=1``),
+    the usual cause is the hook's own environment, not the code: say how to fix that."""
+    if os.environ.get("PRE_COMMIT") != "1":
+        return ""
+    return (
+        "; inside pre-commit the isolated nnxgen hook has only nnxgen and its own "
+        "dependencies: run it in the project's environment (a `repo: local` hook with "
+        "`language: system`) or add the package to the hook's `additional_dependencies` "
+        "(docs/pre-commit.md)"
+    )
 
 
 def _import(name: str) -> types.ModuleType:
@@ -38,11 +54,12 @@ def _import(name: str) -> types.ModuleType:
             raise
         raise TargetError(
             f"importing {name!r} failed: {type(err).__name__}: {err}; "
-            "install the missing package or fix the import"
+            "install the missing package or fix the import" + _hook_hint()
         ) from err
     except Exception as err:  # the user's module raised while importing
         raise TargetError(
             f"importing {name!r} failed: {type(err).__name__}: {err}; fix the module so it imports"
+            + (_hook_hint() if isinstance(err, ImportError) else "")
         ) from err
 
 
@@ -108,7 +125,7 @@ def resolve(text: str) -> list[Target]:
         except ModuleNotFoundError as err:
             raise TargetError(
                 f"no module named {err.name!r} (from target {text!r}); check the spelling, "
-                "run from the project root, or install the package"
+                "run from the project root, or install the package" + _hook_hint()
             ) from None
     else:
         parts = spec.split(".")
@@ -122,7 +139,7 @@ def resolve(text: str) -> list[Target]:
                     continue
                 raise TargetError(
                     f"no module named {err.name!r} (from target {text!r}); check the spelling, "
-                    "run from the project root, or install the package"
+                    "run from the project root, or install the package" + _hook_hint()
                 ) from None
             qualname = ".".join(parts[i:])
             break
@@ -143,7 +160,7 @@ def resolve(text: str) -> list[Target]:
                 "flax.linen.Module classes; name a class as module:Class"
             )
         return [
-            Target(f"{module_name}:{name}", c, name, module_name, name)
+            Target(f"{module_name}:{name}", c, name, module_name, name, True)
             for name, c in classes
         ]
     obj = module

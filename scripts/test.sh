@@ -11,6 +11,14 @@
 #   * Python 3.12 or newer: the NEWEST stack, whatever the package index serves
 #     (unpinned above the floor; --upgrade-strategy eager). Venv: .venv-X.Y
 # NNXGEN_STACK=floor|newest overrides the choice, VENV=DIR the venv location.
+# NNXGEN_NO_INSTALL=1 skips the install step and runs the tests in the venv as it is
+# (the quick loop: `NNXGEN_NO_INSTALL=1 scripts/test.sh python3.11 -q -m "not slow"`;
+# see CONTRIBUTING.md).
+#
+# nnxgen is installed editable in setuptools' *strict* mode (a tree of links under
+# build/, put on sys.path by a plain .pth entry), which pyright and mypy resolve; the
+# default mode's import hook is invisible to them. A file added under nnxgen/ or
+# templates/ appears in that tree at the next install (this script re-installs).
 #
 # kauldron itself is installed with --no-deps (its full dependency set pulls
 # TensorFlow); the kd.train.Trainer test builds its own full-install venv for the
@@ -40,14 +48,16 @@ esac
 export NNXGEN_STACK
 
 echo "== nnxgen test: $NNXGEN_STACK stack, Python $ver ($PY), venv $VENV"
-t0=$SECONDS
-[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 VPY="$VENV/bin/python"
+# the editable install that static checkers resolve (README: Development)
+EDITABLE=(--config-settings editable_mode=strict -e '.[test,typing]')
 
-if [ "$NNXGEN_STACK" = floor ]; then
-    # "pkg==lower-bound" for every runtime dependency, jaxlib == jax, and kauldron
-    constraints="$VENV/floor-constraints.txt"
-    "$VPY" - >"$constraints" <<'EOF'
+install() {
+    [ -x "$VPY" ] || "$PY" -m venv "$VENV"
+    if [ "$NNXGEN_STACK" = floor ]; then
+        # "pkg==lower-bound" for every runtime dependency, jaxlib == jax, and kauldron
+        constraints="$VENV/floor-constraints.txt"
+        "$VPY" - >"$constraints" <<'EOF'
 import re, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 reqs = project["dependencies"] + project["optional-dependencies"]["kauldron"]
@@ -58,14 +68,23 @@ for req in reqs:
     if m[1] == "jax":
         print(f"jaxlib=={m[2]}")
 EOF
-    kauldron=$(grep '^kauldron==' "$constraints")
-    "$VPY" -m pip install -q -e '.[test,typing]' -c "$constraints"
-    "$VPY" -m pip install -q --no-deps "$kauldron"
+        kauldron=$(grep '^kauldron==' "$constraints")
+        "$VPY" -m pip install -q "${EDITABLE[@]}" -c "$constraints"
+        "$VPY" -m pip install -q --no-deps "$kauldron"
+    else
+        "$VPY" -m pip install -q -U --upgrade-strategy eager "${EDITABLE[@]}"
+        "$VPY" -m pip install -q -U --no-deps kauldron
+    fi
+}
+
+t0=$SECONDS
+if [ "${NNXGEN_NO_INSTALL:-}" = 1 ]; then
+    [ -x "$VPY" ] || { echo "NNXGEN_NO_INSTALL=1, but there is no venv at $VENV" >&2; exit 2; }
+    echo "== install: skipped (NNXGEN_NO_INSTALL=1)"
 else
-    "$VPY" -m pip install -q -U --upgrade-strategy eager -e '.[test,typing]'
-    "$VPY" -m pip install -q -U --no-deps kauldron
+    install
+    echo "== install: $((SECONDS - t0)) s"
 fi
-echo "== install: $((SECONDS - t0)) s"
 "$VPY" -c 'import importlib.metadata as md, sys
 print("== versions: Python %d.%d.%d" % sys.version_info[:3],
       *(f"{p} {md.version(p)}" for p in ("jax", "jaxlib", "flax", "kauldron")))'

@@ -47,6 +47,9 @@ OPTIONAL_IMPORTS = {
 KNOWN_FAILURES: dict[str, str] = {}
 
 
+pytestmark = pytest.mark.slow  # third-party corpus, pyright on it
+
+
 def _package_modules(pkg: str) -> tuple[list, dict[str, str]]:
     """(modules defining concrete NNX classes, {skipped module: reason})."""
     from flax import nnx

@@ -78,6 +78,9 @@ SEEDS = {
 }
 
 
+pytestmark = pytest.mark.slow  # third-party Linen corpus
+
+
 def _cfg():
     from nano_moe import NanoMoEConfig
 

@@ -46,6 +46,9 @@ K_A = jax.random.key(42)
 K_B = jax.random.key(43)
 
 
+pytestmark = pytest.mark.slow  # third-party models against pure NNX
+
+
 def _x(shape, seed=1, scale=1.0):
     return scale * jax.random.normal(jax.random.key(seed), shape)
 

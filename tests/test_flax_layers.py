@@ -21,6 +21,9 @@ LAYERS = [
 ]  # fmt: skip
 
 
+pytestmark = pytest.mark.slow  # every flax.nnx layer, pyright
+
+
 @pytest.fixture(scope="module")
 def L(wrap):
     return wrap(*[f"flax.nnx:{name}" for name in LAYERS])

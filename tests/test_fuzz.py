@@ -46,6 +46,9 @@ FUZZ_EXAMPLES = int(os.environ.get("NNXGEN_FUZZ_EXAMPLES", "300"))
 _EMPTY = inspect.Parameter.empty
 _counter = itertools.count()
 
+# hypothesis fuzz of the generator, ruff/pyright per batch
+pytestmark = pytest.mark.slow
+
 # ---------------------------------------------------------------------------
 # What every fuzzed module defines around the model class.
 

@@ -38,7 +38,7 @@ RESULT_MARK = "KD_TRAINER_RESULT "
 
 # The stack under test: what this interpreter has (scripts/test.sh installs
 # kauldron 1.4.2 / jax 0.10.2 / flax 0.12.8 on the floor, the newest on 3.12+).
-PINS = {p: md.version(p) for p in ("kauldron", "jax", "jaxlib", "flax")}
+PINS = {p: md.version(p) for p in ("kauldron", "jax", "jaxlib", "flax", "ruff")}
 PY_VERSION = "%d.%d" % sys.version_info[:2]
 VENV = ROOT / f".venv-kauldron-py{PY_VERSION}-kd{PINS['kauldron']}"
 VPY = VENV / "bin" / "python"
@@ -63,7 +63,7 @@ bad = {{k: md.version(k) for k in pins if md.version(k) != pins[k]}}
 if "%d.%d" % sys.version_info[:2] != {PY_VERSION!r}:
     bad["python"] = sys.version
 missing = [m for m in ("tensorflow", "clu", "orbax.checkpoint", "optax", "libcst",
-                       "jinja2", "click") if importlib.util.find_spec(m) is None]
+                       "jinja2", "click", "ruff") if importlib.util.find_spec(m) is None]
 from kauldron import kd  # noqa: F401
 sys.exit(f"version mismatch: {{bad}}; missing: {{missing}}" if bad or missing else 0)
 """

@@ -66,6 +66,9 @@ TOK = jnp.array([[1, 2, 3, 0], [4, 5, 6, 7]])  # [batch, length] for the Encoder
 WEIGHTS = nnx.Any(nnx.Param, nnx.BatchStat)
 
 
+pytestmark = pytest.mark.slow  # orbax checkpoints, a 4-device mesh
+
+
 @pytest.fixture(scope="module")
 def fixtures_on_path():
     sys.path.insert(0, str(FIXTURES))

@@ -194,13 +194,13 @@ def test_init_without_mode_equals_eval_init(W, name):
 
 
 # ---------------------------------------------------------------------------
-# The README's comparison rows for these rules, as written.
+# The comparison rows for these rules (docs/comparison.md), as written.
 
 
-def test_readme_comparison_rows(W):
+def test_comparison_rows_as_written(W):
     from flax.nnx import bridge
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parent.parent / "docs" / "comparison.md").read_text()
     assert (
         "| `init(key, x)` with Dropout / BatchNorm, no mode | works (eval-mode "
         "variables) | `No RngStream named 'dropout'` |" in readme

@@ -59,6 +59,9 @@ N = 3  # stacked layers
 ARGS = (8, 2, 0.5)
 
 
+pytestmark = pytest.mark.slow  # Linen transforms compiled
+
+
 def _rngs() -> nnx.Rngs:
     return nnx.Rngs(params=0, dropout=1)
 

@@ -1,4 +1,4 @@
-"""The README's tested matrix is what pyproject.toml declares and what this venv runs.
+"""The tested matrix (docs/testing.md) is what pyproject.toml declares and what this venv runs.
 
 scripts/test.sh sets NNXGEN_STACK (floor / newest); run directly, the stack is
 inferred the way the script infers it (the lowest allowed Python = the floor).
@@ -25,9 +25,9 @@ def _version(v: str) -> tuple[int, ...]:
 
 
 def readme_matrix() -> dict[str, dict[str, str]]:
-    """{stack: {"python", "jax", "jaxlib", "flax", "kauldron"}} from README's table."""
+    """{stack: {"python", "jax", "jaxlib", "flax", "kauldron"}} from docs/testing.md's table."""
     rows = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in (ROOT / "docs" / "testing.md").read_text().splitlines():
         m = re.fullmatch(
             r"\|\s*(floor|newest)\b[^|]*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*/\s*([\d.]+)\s*"
             r"\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|.*",
@@ -87,7 +87,7 @@ def test_this_venv_runs_its_stack_of_the_readme_matrix():
             assert _version(have[k]) >= _version(v), (k, have[k], v)
 
 
-@pytest.mark.parametrize("name", ["libcst", "jinja2", "click"])
+@pytest.mark.parametrize("name", ["libcst", "jinja2", "click", "ruff"])
 def test_floor_pins_every_runtime_dependency(name):
     """On the floor stack every runtime dependency runs at its declared lower bound."""
     if current_stack() != "floor":

@@ -105,6 +105,7 @@ def test_linen_field_keeps_the_name_and_the_method_is_renamed(project):
     assert "_default = _rt.linen_default" not in texts["clash_nnx.py"]
 
 
+@pytest.mark.slow  # ruff + pyright runs
 def test_generated_files_are_lint_clean_and_type_check(project):
     d, texts, _ = project
     for out in texts:

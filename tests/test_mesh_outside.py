@@ -28,6 +28,9 @@ SPECS = {
 }
 
 
+pytestmark = pytest.mark.slow  # simulated meshes in subprocesses
+
+
 @pytest.fixture(scope="module")
 def measured(wrap, tmp_path_factory):
     mod = wrap("tests.mesh_outside_check")

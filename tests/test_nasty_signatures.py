@@ -21,6 +21,9 @@ from tests.helpers import ROOT, load_variables, ruff, same
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+pytestmark = pytest.mark.slow  # ruff / pyright on the awkward-signature package
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A user's project dir; nastypkg is importable like an installed package."""

@@ -24,6 +24,9 @@ from tests.helpers import ROOT
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+pytestmark = pytest.mark.slow  # 8-device mesh, checkpoints
+
+
 @pytest.fixture(scope="module")
 def S(wrap):
     sys.path.insert(0, str(FIXTURES))

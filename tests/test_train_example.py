@@ -8,6 +8,9 @@ import runpy
 import pytest
 
 
+pytestmark = pytest.mark.slow  # a training run
+
+
 def test_training_reduces_loss_and_updates_batch_stats(capsys):
     from generated_examples import train_mlp
 

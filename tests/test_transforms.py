@@ -19,6 +19,9 @@ from generated_examples.encoder_linen import Backbone, Encoder
 from generated_examples.mlp_linen import MLP
 from nnxgen import runtime as rt
 
+pytestmark = pytest.mark.slow  # Linen / NNX transforms compiled
+
+
 # ---------------------------------------------------------------------------
 # NNX modules wrapped by the tests below (see the ``local`` fixture).
 

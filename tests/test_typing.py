@@ -35,6 +35,9 @@ OUTPUTS = {o.path: o.targets for o in CFG.outputs}
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
+pytestmark = pytest.mark.slow  # pyright / mypy runs, a wheel build
+
+
 def _module_file(target: str) -> Path:
     spec = importlib.util.find_spec(target.split(":")[0])
     assert spec is not None and spec.origin, target

@@ -65,6 +65,7 @@ def text_of(project, m: str) -> str:
     return (d / f"wild_{m}.py").read_text()
 
 
+@pytest.mark.slow  # ruff + pyright runs
 def test_lint_format_and_pyright_clean(project):
     d, _ = project
     files = [f"wild_{m}.py" for m in MODULES]

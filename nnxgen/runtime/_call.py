@@ -27,11 +27,12 @@ from nnxgen.runtime._graph import _Entry, _entry_for, _extended_entry
 from nnxgen.runtime._immutable import read_only_merge, writing
 from nnxgen.runtime._init import (
     _forward_key,
+    _layout_key,
+    _module_facts,
     _remember_pure_forward,
     _skippable_forward,
 )
 from nnxgen.runtime._mode import (
-    _has_mode_attributes,
     _is_missing_mode,
     _mode_error,
     _resolve_mode,
@@ -47,7 +48,7 @@ from nnxgen.runtime._rngs import (
     _Rngs,
     _serve_streams,
 )
-from nnxgen.runtime._sow import capturing, module_sows, sow_types
+from nnxgen.runtime._sow import capturing, sow_types
 from nnxgen.runtime._spec import WrapperSpec
 from nnxgen.runtime._stale import check_fresh
 from nnxgen.runtime._state import (
@@ -123,7 +124,8 @@ def _initialize(
     """init: build the NNX module, store its state, run the method, store what it added."""
     cls_name = type(linen).__name__
     keys = _linen_rngs(linen)
-    fwd_key = _forward_key(linen, method, mode, args, kwargs)
+    layout = _layout_key(linen)
+    fwd_key = _forward_key(linen, method, mode, args, kwargs, layout)
     with (
         _missing_streams(_init_base(keys), strict=False, cls_name=cls_name),
         _compat.outside_linen(),
@@ -139,13 +141,16 @@ def _initialize(
             # forward needs no dropout key: with no mode given, init runs the
             # method as after .eval() (apply still raises ModeError).
             mode = False
-        if _has_mode_attributes(module):
+        # graph walks, once per layout: mode attributes (set unless they all hold
+        # this mode's value already, as constructed), sow
+        has_mode, preset, sows = _module_facts(layout, module)
+        if has_mode and preset is not (not mode):
             _set_mode(module, mode)
         if wants_rngs and (r := _method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
         sown: list[Any] = []
         capture = None
-        if module_sows(module):
+        if sows:
             capture = sow_types(linen, {col for col, _, _ in flat})
         out = _run(module, method, args, kwargs, cls_name, mode, capture, sown)
     added = [e for e in _flat_state(module) if e[:2] not in before] + sown

@@ -14,8 +14,8 @@ import collections
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +25,10 @@ from flax import nnx
 from nnxgen.runtime import _compat
 from nnxgen.runtime._build import _construct
 from nnxgen.runtime._errors import NnxgenError
+from nnxgen.runtime._keys import Unkeyable, key_of
 from nnxgen.runtime._mode import _has_mode_attributes, _set_mode
 from nnxgen.runtime._rngs import _made_once
 from nnxgen.runtime._sow import module_sows
-from nnxgen.runtime._spec import is_wrapper
 from nnxgen.runtime._state import _collection_of, _path_str
 
 
@@ -83,30 +83,14 @@ _CACHE_SIZE = 512
 _cache_lock = threading.Lock()
 
 
-class _Unhashable(Exception):
-    pass
+#: Raised by :func:`_key_of` for an argument the cache cannot key.
+_Unhashable = Unkeyable
 
 
 def _key_of(value: Any) -> Hashable:
-    if is_wrapper(value):
-        spec = type(value).__nnxgen__
-        return (
-            type(value),
-            tuple(_key_of(getattr(value, p.field)) for p in spec.params),
-        )
-    if isinstance(value, (list, tuple)):
-        return (type(value), tuple(_key_of(v) for v in value))
-    if isinstance(value, Mapping):
-        return (dict, tuple(sorted((k, _key_of(v)) for k, v in value.items())))
-    if isinstance(value, (jax.Array, jnp.ndarray)) and not isinstance(
-        value, jax.core.Tracer
-    ):
-        raise _Unhashable
-    try:
-        hash(value)
-    except TypeError:
-        raise _Unhashable from None
-    return cast(Hashable, value)
+    """The cache key of a wrapper (or argument): structural, computed from the
+    current contents on every call (see :mod:`._keys`); raises ``_Unhashable``."""
+    return key_of(value)
 
 
 def _analyse(module: Any) -> _Entry:

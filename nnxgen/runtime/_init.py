@@ -35,11 +35,23 @@ from flax import linen as nn
 from flax import nnx
 
 from nnxgen.runtime import _compat
-from nnxgen.runtime._graph import _CACHE_SIZE, _cache_lock, _key_of, _Unhashable
+from nnxgen.runtime._graph import (
+    _CACHE_SIZE,
+    _cache_lock,
+    _key_of,
+    _Unhashable,
+)
+from nnxgen.runtime._mode import _MODE_ATTRIBUTES
+from nnxgen.runtime._sow import _class_sows
 
 #: Keys of (wrapper, method, mode, argument types, streams) whose forward pass
-#: was seen, during an ``init``, to add no variable to the NNX module.
-_PURE_FORWARDS: collections.OrderedDict[Hashable, None] = collections.OrderedDict()
+#: was seen, during an ``init``, to add no variable to the NNX module; and, under
+#: ``(_FACTS, layout key)``, the :func:`_module_facts` of a layout (cleared with
+#: them by ``clear_cache``).
+_PURE_FORWARDS: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+
+_FACTS = "nnxgen:module facts"
+_UNSET: Any = object()
 
 #: (generated class, method name) of the ``init`` running now, if any.
 _DISCARDING: contextvars.ContextVar[tuple[type, str] | None] = contextvars.ContextVar(
@@ -121,16 +133,29 @@ def _arg_key(value: Any) -> Hashable:
     return tuple(out)
 
 
+def _layout_key(linen: nn.Module) -> Hashable | None:
+    """The layout cache's key of ``linen`` (:func:`._graph._key_of`), or None."""
+    try:
+        return _key_of(linen)
+    except _Unhashable:
+        return None
+
+
 def _forward_key(
     linen: nn.Module,
     method: str,
     mode: bool | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
+    layout: Hashable | None = _UNSET,
 ) -> Hashable | None:
+    if layout is _UNSET:
+        layout = _layout_key(linen)
+    if layout is None:
+        return None
     try:
         return (
-            _key_of(linen),
+            layout,
             method,
             mode,
             _arg_key((args, tuple(sorted(kwargs.items())))),
@@ -138,6 +163,43 @@ def _forward_key(
         )
     except (_Unhashable, TypeError):
         return None
+
+
+def _module_facts(layout: Hashable | None, module: Any) -> tuple[bool, Any, bool]:
+    """What ``init`` needs to know about ``module`` as just constructed -- whether
+    it has mode attributes, the one value they all hold (``_MIXED`` if not one),
+    and whether some module in it sows -- found by walking its graph once per
+    layout (the constructor of one layout key builds the same graph with the same
+    attributes); every time for a layout that has no key."""
+    if layout is None:
+        return _walk_facts(module)
+    key = (_FACTS, layout)
+    facts = _PURE_FORWARDS.get(key)
+    if facts is None:
+        facts = _walk_facts(module)
+        _remember(key, facts)
+    return cast(tuple[bool, Any, bool], facts)
+
+
+_MIXED: Any = object()
+
+
+def _walk_facts(module: Any) -> tuple[bool, Any, bool]:
+    """:func:`_module_facts` by one walk of the graph."""
+    values: dict[int, Any] = {}
+    sows = False
+    for _, m in nnx.iter_modules(module):
+        sows = sows or _class_sows(type(m))
+        for a in _MODE_ATTRIBUTES:
+            if (v := getattr(m, a, _MIXED)) is not _MIXED:
+                values[id(v)] = v
+    if not values:
+        preset = _MIXED
+    else:
+        first = next(iter(values.values()))
+        one = len(values) == 1 and (first is None or isinstance(first, bool))
+        preset = first if one else _MIXED
+    return bool(values), preset, sows
 
 
 def _skippable_forward(linen: nn.Module, method: str, key: Hashable | None) -> bool:
@@ -154,8 +216,12 @@ def _skippable_forward(linen: nn.Module, method: str, key: Hashable | None) -> b
 
 
 def _remember_pure_forward(key: Hashable) -> None:
+    _remember(key, None)
+
+
+def _remember(key: Hashable, value: Any) -> None:
     with _cache_lock:
-        _PURE_FORWARDS[key] = None
+        _PURE_FORWARDS[key] = value
         _PURE_FORWARDS.move_to_end(key)
         if len(_PURE_FORWARDS) > _CACHE_SIZE:
             _PURE_FORWARDS.popitem(last=False)
