@@ -216,7 +216,7 @@ def check(files: tuple[str, ...], templates: str | None, debug: bool):
                 parts = command.split()
                 if "-o" in parts:
                     recorded_out = parts[parts.index("-o") + 1]
-            expected = generate.generate(tgts, recorded_out, tdir)
+            expected = generate.generate(tgts, recorded_out, tdir, location=out)
             path = Path(out)
             try:
                 current = path.read_text(encoding="utf-8")

@@ -68,9 +68,9 @@ def abstract_state(cls: type, args: dict[str, Any]) -> list[dict[str, Any]]:
 def _rngs_param(cls: type) -> str | None:
     import inspect
 
-    from nnxgen.inspector import _rngs_param
+    from nnxgen.runtime._spec import rngs_param
 
-    return _rngs_param(list(inspect.signature(cls.__init__).parameters.values())[1:])
+    return rngs_param(list(inspect.signature(cls.__init__).parameters.values())[1:])
 
 
 def _param(p: ParamSpec) -> dict[str, Any]:

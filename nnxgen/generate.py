@@ -169,14 +169,17 @@ def generate(
     command: str | None = None,
     *,
     skipped: list[tuple[str, str]] | None = None,
+    location: str | Path | None = None,
 ) -> str:
     """The text of ``output``. ``skipped``: a list to which the classes of
-    whole-module targets that were left out are added, as (target, reason)."""
+    whole-module targets that were left out are added, as (target, reason).
+    ``location``: the file's path from here when ``output`` (as recorded in its
+    header) is relative to another directory; its project's ruff config applies."""
     with _gc_paused():
         spec = build_spec(target_texts, output, command)
         if skipped is not None:
             skipped.extend(spec.skipped)
-        return render.render_file(spec, templates)
+        return render.render_file(spec, templates, location)
 
 
 def read_header(path: Path) -> tuple[list[str], str] | None:

@@ -19,6 +19,7 @@ import types
 from typing import Any
 
 from nnxgen import exprs, source
+from nnxgen.runtime._spec import rngs_param
 from nnxgen.spec import ClassSpec, FieldSpec, Import, MethodSpec, ParamSpec
 
 LINEN = Import("flax.linen", None, "nn")
@@ -1044,23 +1045,9 @@ def takes_paramspec(params: list[ParamSpec] | tuple[ParamSpec, ...]) -> bool:
 
 
 def _rngs_param(params: list[inspect.Parameter]) -> str | None:
-    """The constructor parameter the runtime fills with ``nnx.Rngs``.
-
-    ``rngs`` (the flax convention); else the first keyword-passable parameter
-    annotated ``nnx.Rngs`` (``def __init__(self, rng: nnx.Rngs, ...)``).
-    """
-    from flax import nnx
-
-    names = {p.name for p in params}
-    if "rngs" in names:
-        return "rngs"
-    for p in params:
-        ann = p.annotation
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and (
-            ann is nnx.Rngs or (isinstance(ann, str) and ann.split(".")[-1] == "Rngs")
-        ):
-            return p.name
-    return None
+    """The constructor parameter the runtime fills with ``nnx.Rngs`` (see
+    :func:`nnxgen.runtime._spec.rngs_param`, the rule both sides share)."""
+    return rngs_param(params)
 
 
 def _is_key_annotation(annotation: Any) -> bool:

@@ -484,7 +484,13 @@ def fingerprint(spec: FileSpec, env: jinja2.Environment) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
+def render_file(
+    spec: FileSpec,
+    templates: str | Path | None = None,
+    location: str | Path | None = None,
+) -> str:
+    """The file's text; ``location``: where it lies (for its project's ruff
+    configuration), when that is not ``spec.output`` as seen from here."""
     env = environment(templates)
     imports = _dedupe_imports(_modernize_imports(set(spec.imports)))
     _check_names(spec.classes, imports)
@@ -539,7 +545,7 @@ def render_file(spec: FileSpec, templates: str | Path | None = None) -> str:
         return _class_heads(_skipped_header(text, spec.skipped), spec.classes)
 
     try:  # laid out by ruff, with the output's project configuration
-        return formatting.finish(render, spec.output)
+        return formatting.finish(render, location or spec.output)
     except formatting.FormatError as err:
         raise RenderError(str(err)) from None
 

@@ -225,3 +225,18 @@ def test_comparison_rows_as_written(W):
         upd["batch_stats"]["bn"]["mean"], bv["batch_stats"]["bn"]["mean"]
     )
     assert y.shape == (3, 4)
+
+
+def test_comparison_row_dropout_without_rng_in_training(W):
+    from flax.nnx import bridge
+
+    rows = (Path(__file__).parent.parent / "docs" / "comparison.md").read_text()
+    assert "| dropout without rng in training | clear error | same mask every call |" in rows
+    model = W.DropOnly(dim=4)
+    v = model.init(KEY, X)
+    with pytest.raises(rt.NnxgenError, match="'dropout'"):
+        model.apply(v, X, train=True)
+    dyn = bridge.to_linen(M.DropOnly, 4)
+    bv = dyn.init({"params": KEY, **DROP}, X)
+    y1, y2 = dyn.apply(bv, X), dyn.apply(bv, X)
+    assert np.array_equal(y1, y2) and bool((y1 == 0).any())  # one fixed mask

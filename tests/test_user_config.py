@@ -194,6 +194,22 @@ def test_nnxgen_check_from_elsewhere_uses_the_project_config(userproj):
     assert "1 generated file(s) up to date" in res.stdout
 
 
+def test_nnxgen_check_of_a_file_written_with_a_relative_output(userproj):
+    """A header recording `-o ucfg_models/models_linen.py` (wrap run in proj/):
+    `nnxgen check ../proj/ucfg_models/models_linen.py` from elsewhere formats with
+    the file's own project config, not the config seen from the working directory."""
+    proj, lib, elsewhere, out, text, from_root = userproj
+    assert "-o ucfg_models/models_linen.py" in from_root
+    env = {"PYTHONPATH": os.pathsep.join([str(proj), str(lib)])}
+    try:
+        out.write_text(from_root)
+        rel = os.path.relpath(out, elsewhere)
+        res = run_cli("check", rel, cwd=elsewhere, env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        out.write_text(text)
+
+
 def test_another_config_gives_another_file(userproj, tmp_path):
     """The output's own project decides: under an 88-column double-quote project
     the same targets give that project's layout (and `nnxgen check` there compares

@@ -9,7 +9,14 @@ from typing import Any
 
 from flax import linen as nn
 
-__all__ = ["Param", "WrapperSpec", "is_wrapper", "nnx_class_of", "nnx_default"]
+__all__ = [
+    "Param",
+    "WrapperSpec",
+    "is_wrapper",
+    "nnx_class_of",
+    "nnx_default",
+    "rngs_param",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,3 +90,23 @@ def nnx_class_of(wrapper: nn.Module | type) -> type:
 def nnx_default(cls: type, param: str, method: str = "__init__") -> Any:
     """The default of ``param`` in the NNX signature (for defaults not importable as written)."""
     return inspect.signature(getattr(cls, method)).parameters[param].default
+
+
+def rngs_param(params: Sequence[inspect.Parameter]) -> str | None:
+    """The NNX constructor parameter a wrapper fills with ``nnx.Rngs`` (or None).
+
+    ``rngs`` (the flax convention); else the first keyword-passable parameter
+    annotated ``nnx.Rngs`` (``def __init__(self, rng: nnx.Rngs, ...)``). ``params``
+    excludes ``self``. Shared by the generator and the stale-file check.
+    """
+    from flax import nnx
+
+    if any(p.name == "rngs" for p in params):
+        return "rngs"
+    for p in params:
+        ann = p.annotation
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and (
+            ann is nnx.Rngs or (isinstance(ann, str) and ann.split(".")[-1] == "Rngs")
+        ):
+            return p.name
+    return None

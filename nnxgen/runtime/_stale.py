@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from nnxgen.runtime._errors import NnxgenError
+from nnxgen.runtime._spec import rngs_param
 
 __all__ = ["StaleWrapperError", "check_fresh"]
 
@@ -199,21 +200,6 @@ def _where(wname: str, name: str) -> str:
     return f"{name}()" if wname == name else f"{name}() (wrapper method {wname})"
 
 
-def _rngs_param(params: list[inspect.Parameter]) -> str | None:
-    """The NNX constructor's ``nnx.Rngs`` parameter (``inspector._rngs_param``)."""
-    from flax import nnx
-
-    if any(p.name == "rngs" for p in params):
-        return "rngs"
-    for p in params:
-        ann = p.annotation
-        if p.kind in (_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY) and (
-            ann is nnx.Rngs or (isinstance(ann, str) and ann.split(".")[-1] == "Rngs")
-        ):
-            return p.name
-    return None
-
-
 def _nnx_differences(cls: type) -> tuple[type, type, list[str]] | None:
     """A Linen wrapper of an NNX class: (generated class, NNX class, differences)."""
     from flax import nnx
@@ -243,7 +229,7 @@ def _nnx_differences(cls: type) -> tuple[type, type, list[str]] | None:
     if init_owner is not None and init_owner not in set(nnx.Module.__mro__):
         init = vars(init_owner)["__init__"]
         plist = list(inspect.signature(init).parameters.values())[1:]
-    rngs_now = _rngs_param(plist)
+    rngs_now = rngs_param(plist)
     rngs_was = (
         None
         if not spec.takes_rngs
