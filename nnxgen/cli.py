@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
 import traceback
@@ -21,12 +22,13 @@ class _Fail(click.ClickException):
 
 def _run(debug: bool, fn):
     """Run ``fn``; known errors become one-line messages (tracebacks with --debug)."""
+    # The generator is imported when a command runs, not at start-up (`--help`,
+    # `--version` stay fast without libcst / jinja2): so in each command below.
+    from nnxgen.codegen.errors import InspectError, RenderError
+    from nnxgen.codegen.targets import TargetError
     from nnxgen.config import ConfigError
     from nnxgen.describe import DescribeError
     from nnxgen.generate import GenerateError
-    from nnxgen.inspector import InspectError
-    from nnxgen.render import RenderError
-    from nnxgen.targets import TargetError
 
     try:
         return fn()
@@ -62,7 +64,7 @@ def _jobs(
 ) -> list[tuple[str, list[str], str | None]]:
     """(output path, targets, recorded command) for this run; chdir to the project root
     when the run comes from [tool.nnxgen]."""
-    from nnxgen import config, generate
+    from nnxgen import config, generate  # start-up cost (see _run)
 
     if targets:
         if output is None:
@@ -137,7 +139,7 @@ def wrap(
     of pyproject.toml."""
 
     def go():
-        from nnxgen import generate
+        from nnxgen import generate  # start-up cost (see _run)
 
         if templates is not None:
             tdir = str(Path(templates).resolve())
@@ -188,9 +190,7 @@ def check(files: tuple[str, ...], templates: str | None, debug: bool):
     Given FILES, each is checked against the targets recorded in its own header."""
 
     def go():
-        import difflib
-
-        from nnxgen import generate
+        from nnxgen import generate  # start-up cost (see _run)
 
         tdir = str(Path(templates).resolve()) if templates is not None else None
         jobs: list[tuple[str, list[str], str | None]] = []
@@ -267,7 +267,7 @@ def inspect_cmd(target: str, args: tuple[str, ...], as_json: bool, debug: bool):
     collections with shapes from an abstract init."""
 
     def go():
-        from nnxgen import describe
+        from nnxgen import describe  # start-up cost (see _run)
 
         data = describe.describe(target, describe.parse_args(args))
         click.echo(describe.as_json(data) if as_json else describe.as_text(data))

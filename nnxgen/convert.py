@@ -19,7 +19,7 @@ import jax
 from flax import nnx
 from flax.core import meta
 
-from nnxgen.runtime import _collection_of
+from nnxgen.runtime._linen_wrapper.state import collection_of as _collection_of
 
 __all__ = ["from_bridge", "from_linen_from_nnx"]
 

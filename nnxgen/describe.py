@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import inspect
 import json
 from typing import Any
 
-from nnxgen import inspector, linen_inspector, targets
-from nnxgen.spec import MethodSpec, ParamSpec
+from nnxgen.codegen import targets
+from nnxgen.codegen.names import is_linen_class, register_path
+from nnxgen.codegen.spec import MethodSpec, ParamSpec
+from nnxgen.runtime._linen_wrapper.spec import rngs_param
+from nnxgen.to_linen.inspect import inspect_class
+from nnxgen.to_nnx.inspect import inspect_linen_class
 
 
 class DescribeError(ValueError):
@@ -33,6 +38,7 @@ def parse_args(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 def abstract_state(cls: type, args: dict[str, Any]) -> list[dict[str, Any]]:
     """State of ``cls(**args)`` from an abstract init (no memory is allocated)."""
+    # start-up cost: jax and the runtime, only for `nnxgen inspect --arg`
     import jax
     from flax import nnx
 
@@ -66,10 +72,6 @@ def abstract_state(cls: type, args: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _rngs_param(cls: type) -> str | None:
-    import inspect
-
-    from nnxgen.runtime._spec import rngs_param
-
     return rngs_param(list(inspect.signature(cls.__init__).parameters.values())[1:])
 
 
@@ -110,13 +112,11 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
     resolved = targets.resolve(target)
     out = []
     for t in resolved:
-        inspector.register_path(t.cls, t.module, t.path)
-        if linen_inspector.is_linen_class(t.cls):
+        register_path(t.cls, t.module, t.path)
+        if is_linen_class(t.cls):
             out.append(_describe_linen(t))
             continue
-        spec, imports = inspector.inspect_class(
-            t.cls, target=t.text, wrapper_name=t.wrapper_name
-        )
+        spec, imports = inspect_class(t.cls, target=t.text, wrapper_name=t.wrapper_name)
         entry: dict[str, Any] = {
             "target": t.text,
             "wrapper": spec.name,
@@ -153,7 +153,7 @@ def describe(target: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe_linen(t: targets.Target) -> dict[str, Any]:
-    spec, imports = linen_inspector.inspect_linen_class(
+    spec, imports = inspect_linen_class(
         t.cls, target=t.text, wrapper_name=t.wrapper_name
     )
     return {

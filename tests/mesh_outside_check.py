@@ -119,7 +119,8 @@ def _diff(a: Any, b: Any) -> float:
 
 def main(wrapper_module: str) -> None:
     from nnxgen import runtime as rt
-    from nnxgen.runtime import _graph
+    from nnxgen.runtime._linen_wrapper.keys import key_of
+    from nnxgen.runtime._linen_wrapper.layout_cache import CACHE, entry_for
 
     mod = importlib.import_module(wrapper_module)
     devices = jax.devices()
@@ -146,7 +147,7 @@ def main(wrapper_module: str) -> None:
     out["pure_shardings"] = _flat(
         nnx.to_pure_dict(state), lambda a: str(a.sharding.spec)
     )
-    out["layout_built_by_init"] = _graph._key_of(model) in _graph._CACHE
+    out["layout_built_by_init"] = key_of(model) in CACHE
 
     # 2. apply outside any mesh, eager and jitted, against pure NNX.
     assert jax.sharding.get_abstract_mesh().empty
@@ -179,7 +180,7 @@ def main(wrapper_module: str) -> None:
 
     # 3. the layout built outside the mesh is pure NNX's (graph definitions,
     # metadata, partition specs of the module apply runs).
-    entry = _graph._entry_for(model)
+    entry = entry_for(model)
     pure.train()
     same = entry.graphdefs[True] == nnx.graphdef(pure)
     pure.eval()
@@ -207,7 +208,7 @@ def main(wrapper_module: str) -> None:
     with jax.set_mesh(mesh):
         fresh_vars = fresh.init(key, x, train=False)
         fresh_pure = nnx.split(NnxNet(6, 4, rngs=nnx.Rngs(0)))
-    out["fresh_layout_cached"] = _graph._key_of(fresh) in _graph._CACHE
+    out["fresh_layout_cached"] = key_of(fresh) in CACHE
     restored = serialization.msgpack_restore(
         serialization.to_bytes(nn.unbox(fresh_vars))
     )
@@ -232,7 +233,7 @@ def main(wrapper_module: str) -> None:
         mixed_vars = mixed.init(key, x @ jnp.ones((6, 8)))
         mixed_pure = type(mixed).__nnxgen__.nnx_class(8, rngs=nnx.Rngs(0))
     y = mixed.apply(mixed_vars, x @ jnp.ones((6, 8)))
-    mixed_layout = _graph._entry_for(mixed).graphdefs[True]
+    mixed_layout = entry_for(mixed).graphdefs[True]
     out["mixed_same_graphdef"] = mixed_layout == nnx.graphdef(mixed_pure)
     out["mixed_finite"] = bool(jnp.all(jnp.isfinite(y)))
     out["mixed_specs"] = _specs(mixed_vars)

@@ -17,6 +17,8 @@ import pytest
 from flax import linen as nn
 
 from nnxgen.runtime import _compat
+from nnxgen.runtime._compat import rng_fold, sharding
+from nnxgen.runtime._compat import streams as compat_streams
 
 KAULDRON = importlib.util.find_spec("kauldron") is not None
 
@@ -32,7 +34,7 @@ def test_private_detail_still_behaves_as_relied_on(name):
 
 
 def test_no_private_detail_outside_compat():
-    """Runtime modules other than _compat touch no private flax/jax/Kauldron name."""
+    """Runtime modules outside _compat touch no private flax/jax/Kauldron name."""
     import pathlib
     import re
 
@@ -42,8 +44,9 @@ def test_no_private_detail_outside_compat():
         r"\b(?:scope|nn\.module|variablelib|tp|lazy|_context|module_stack)\.\_[a-z]"
         r"|sys\._getframe|\b_get_stream\b|VariableTypeCache|rng_counters|\.suffix\b"
     )
-    for path in sorted(pathlib.Path(rt.__file__).parent.glob("*.py")):
-        if path.name == "_compat.py":
+    root = pathlib.Path(rt.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] == "_compat":
             continue
         hits = [
             f"{path.name}:{i}: {line.strip()}"
@@ -75,8 +78,8 @@ def test_linen_fold_fallback_is_a_valid_stream(mlp, monkeypatch):
     model, variables, x = mlp
     k1, k2 = jax.random.key(7), jax.random.key(8)
     fast = _train(model, variables, x, k1)
-    assert _compat._linen_fold_works()
-    monkeypatch.setattr(_compat, "_linen_fold_works", lambda: False)
+    assert rng_fold.linen_fold_works()
+    monkeypatch.setattr(rng_fold, "linen_fold_works", lambda: False)
     slow = _train(model, variables, x, k1)
     assert not np.allclose(fast[0], slow[0])
     np.testing.assert_array_equal(_train(model, variables, x, k1)[0], slow[0])
@@ -169,8 +172,8 @@ def test_draw_streams_equals_each_streams_own_draw(path, monkeypatch):
     expected = _drawn([s() for s in ref] + [s() for s in ref])
     rngs, streams = _streams()
     if path == "fallback":
-        monkeypatch.setattr(_compat, "_stream_draw_matches", lambda: False)
-        monkeypatch.setattr(_compat, "_fold_all", None)  # would fail if used
+        monkeypatch.setattr(compat_streams, "stream_draw_matches", lambda: False)
+        monkeypatch.setattr(compat_streams, "_fold_all", None)  # would fail if used
     if path == "traced":
         from flax import nnx
 
@@ -201,14 +204,14 @@ def test_layout_needs_no_mesh_where_init_had_one(path, wrap, monkeypatch):
     from jax.sharding import Mesh
 
     from nnxgen import runtime as rt
-    from nnxgen.runtime import _graph
+    from nnxgen.runtime._linen_wrapper import layout_cache
 
     model = wrap("tests.mesh_outside_check").Mixed(4)
     x = jnp.linspace(-1, 1, 8).reshape(2, 4)
     mesh = Mesh(np.array(jax.devices()[:1]).reshape(1, 1), ("data", "model"))
-    monkeypatch.setattr(_graph, "_CACHE", collections.OrderedDict())
+    monkeypatch.setattr(layout_cache, "CACHE", collections.OrderedDict())
     if path == "fallback":
-        monkeypatch.setattr(_compat, "_eager_default_kept", lambda: False)
+        monkeypatch.setattr(sharding, "eager_default_kept", lambda: False)
     with nnx.use_eager_sharding(True):
         with jax.set_mesh(mesh):
             variables = model.init(jax.random.key(0), x)

@@ -3,7 +3,7 @@
 Current NNX model code takes its hyper-parameters as config objects: a frozen
 dataclass holding lists, a plain dataclass, nested configs, dicts and lists, numpy
 scalars. ``apply`` keys its cached layout by the *contents* of such arguments
-(``nnxgen.runtime._keys``), recomputed on every call: the NNX constructor runs once
+(``nnxgen.runtime._linen_wrapper.keys``), recomputed on every call: the NNX constructor runs once
 per configuration (each fixture class counts its runs in ``built``), a config
 mutated between two calls gets its own layout, and an argument nothing can key (an
 array) still works, tracing the layout on every call as before.
@@ -24,8 +24,7 @@ import pytest
 from flax import nnx
 
 from nnxgen import runtime as rt
-from nnxgen.runtime import _graph
-from nnxgen.runtime._keys import Unkeyable, key_of
+from nnxgen.runtime._linen_wrapper.keys import Unkeyable, key_of
 from tests.helpers import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -178,7 +177,7 @@ def test_array_argument_stays_uncached(W, M):
     offset = jnp.arange(3.0)
     model = W.OffsetNet(4, offset)
     with pytest.raises(Unkeyable):
-        _graph._key_of(model)
+        key_of(model)
     v = model.init(jax.random.key(0), X)
     built, outs = _built_by_applies(model, M.OffsetNet, v)
     assert built == 3  # traced on every apply, as before

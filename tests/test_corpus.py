@@ -118,7 +118,8 @@ def corpus(request, tmp_path_factory):
             else ""
         )
         pytest.skip(f"{pkg} cannot be imported here: {err}{why}")
-    from nnxgen import generate, targets
+    from nnxgen import generate
+    from nnxgen.codegen import targets
 
     mods, skipped = _package_modules(pkg)
     d = tmp_path_factory.mktemp(f"corpus_{pkg}")

@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nnxgen import generate
-from nnxgen.layout import width
+from nnxgen.codegen.layout import width
 from tests.helpers import ROOT, tool
 
 FUZZ_EXAMPLES = int(os.environ.get("NNXGEN_FUZZ_EXAMPLES", "300"))
@@ -132,7 +132,7 @@ METHOD_NAMES = [
 def _linen_reserved() -> frozenset[str]:
     import flax.linen as nn
 
-    from nnxgen.inspector import GENERATED_NAMES
+    from nnxgen.codegen.names import GENERATED_NAMES
 
     return frozenset(dir(nn.Module)) | {"name", "parent", "scope", "variables"} | GENERATED_NAMES
 

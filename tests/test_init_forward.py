@@ -286,10 +286,10 @@ def test_apply_layout_of_a_new_configuration_is_traced_not_built(w, monkeypatch)
     """``apply`` needs the module's layout (graphdef, paths) once per configuration:
     the constructor runs under ``jax.eval_shape`` (an abstract key, no initializer
     computes anything), not for real."""
-    from nnxgen.runtime import _graph
+    from nnxgen.runtime._linen_wrapper import layout_cache
 
     keys: list[object] = []
-    construct = _graph._construct
+    construct = layout_cache.construct
 
     def spy(wrapper, rngs):
         keys.append(rngs["params"])
@@ -298,7 +298,7 @@ def test_apply_layout_of_a_new_configuration_is_traced_not_built(w, monkeypatch)
     model = w.Plain(3, 5)
     variables = model.init(KEY, X)
     rt.clear_cache()
-    monkeypatch.setattr(_graph, "_construct", spy)
+    monkeypatch.setattr(layout_cache, "construct", spy)
     y = model.apply(variables, X)
     assert keys and all(isinstance(k, jax.core.Tracer) for k in keys), keys
     kernel = variables["params"]["linear"]["kernel"]

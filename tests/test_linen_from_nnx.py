@@ -76,9 +76,9 @@ def test_converted_trained_variables_apply_like_kauldron_and_pure_nnx(result, mo
 
 @pytest.mark.slow
 def test_the_side_by_side_in_docs_kauldron_md(tmp_path):
-    """bench/kd_compare.py's behaviour rows, as docs/kauldron.md states them."""
-    out = tmp_path / "kd_compare.json"
-    p = run(ROOT / "bench" / "kd_compare.py", "--no-times", "--json", str(out))
+    """`bench/run.py kauldron`'s behaviour rows, as docs/kauldron.md states them."""
+    out = tmp_path / "kd_side_by_side.json"
+    p = run(ROOT / "bench" / "run.py", "kauldron", "--no-times", "--json", str(out))
     assert p.returncode == 0, _tail(p.stdout + p.stderr)
     rep = json.loads(out.read_text())
     assert rep["versions"]["kauldron"] == PINS["kauldron"]

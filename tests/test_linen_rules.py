@@ -167,7 +167,7 @@ def test_repeated_init_advances_a_cache_argument(W):
 
 
 def test_init_key_only_for_values_a_forward_cannot_mutate(W):
-    from nnxgen.runtime._init import _arg_key
+    from nnxgen.runtime._linen_wrapper.init import arg_key as _arg_key
 
     assert _arg_key(((X, 3, "a", None, jnp.float32), ())) is not None
     assert _arg_key(((X, (X, 2.0)), (("k", X),))) is not None

@@ -249,9 +249,9 @@ def test_the_wheel_generates_checks_and_runs_from_another_folder(wheel_env, tmp_
 
     probe = textwrap.dedent(
         """
-        import runpy, nnxgen, nnxgen.render
+        import runpy, nnxgen, nnxgen.codegen.environment
         print(nnxgen.__file__)
-        print(nnxgen.render._package_templates())
+        print(nnxgen.codegen.environment.package_templates())
         runpy.run_path("use.py")
         """
     )

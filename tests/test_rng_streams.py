@@ -27,7 +27,7 @@ import pytest
 from flax import nnx
 
 from nnxgen import runtime as rt
-from nnxgen.inspector import _is_key_annotation
+from nnxgen.to_linen.inspect import is_key_annotation
 from tests.fixtures.rngpkg import models as M
 from tests.test_numerics import linen_fold_data, probe_keys
 
@@ -128,7 +128,7 @@ def test_generated_spec_records_key_methods(W):
     ],
 )
 def test_key_annotation(annotation, is_key):
-    assert _is_key_annotation(annotation) is is_key
+    assert is_key_annotation(annotation) is is_key
 
 
 def test_key_method_init_matches_nnx(W):

@@ -22,6 +22,7 @@ from flax import nnx
 from nnxgen import generate
 from nnxgen.cli import main
 from nnxgen.runtime import NnxgenError, _stale
+from nnxgen.runtime._linen_wrapper import stale as linen_wrapper_stale
 from nnxgen.runtime._stale import StaleWrapperError
 
 X = jnp.ones((1, 3))
@@ -227,15 +228,15 @@ def test_a_method_change_fails_under_jit_too(nnx_project):
 def test_fresh_wrapper_is_checked_once(nnx_project, monkeypatch):
     model = nnx_project.load().Net(din=3)
     cls = type(model)
-    assert cls not in _stale._FRESH
+    assert cls not in _stale.FRESH
     variables = model.init(jax.random.key(0), X)
-    assert cls in _stale._FRESH
+    assert cls in _stale.FRESH
 
     def boom(*a, **k):
         raise AssertionError("checked twice")
 
-    monkeypatch.setattr(_stale, "_nnx_differences", boom)
-    monkeypatch.setattr(_stale, "_error", boom)
+    monkeypatch.setattr(linen_wrapper_stale, "nnx_differences", boom)
+    monkeypatch.setattr(_stale, "error", boom)
     y = model.apply(variables, X)
     assert y.shape == (1, 2)
     assert jax.jit(model.apply)(variables, X).shape == (1, 2)
@@ -300,9 +301,9 @@ def test_stale_linen_wrapper_fails_at_call(linen_project, monkeypatch):
         "def __call__(self, x: jax.Array, y: jax.Array)",
     )
     mod = linen_project.load()
-    monkeypatch.setitem(_stale._FRESH, mod.Block, None)  # past linen_init's check
+    monkeypatch.setitem(_stale.FRESH, mod.Block, None)  # past linen_init's check
     model = mod.Block(4, rngs=nnx.Rngs(0))
-    del _stale._FRESH[mod.Block]
+    del _stale.FRESH[mod.Block]
     with pytest.raises(StaleWrapperError) as err:
         model(X)
     _assert_stale(err, linen_project, "__call__() has a new required parameter 'y'")
@@ -311,7 +312,7 @@ def test_stale_linen_wrapper_fails_at_call(linen_project, monkeypatch):
 def test_fresh_linen_wrapper_runs(linen_project):
     model = linen_project.load().Block(4, rngs=nnx.Rngs(0))
     assert model(X).shape == (1, 4)
-    assert type(model) in _stale._FRESH
+    assert type(model) in _stale.FRESH
 
 
 # ---------------------------------------------------------------------------

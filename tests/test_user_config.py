@@ -408,7 +408,7 @@ def test_the_suite_runs_the_ruff_nnxgen_uses():
     """The tests' ruff (tests/helpers.py) is the one nnxgen formats with."""
     import subprocess
 
-    from nnxgen import formatting
+    from nnxgen.codegen import formatting
 
     used = subprocess.run(
         [formatting.ruff_bin(), "--version"], capture_output=True, text=True, check=True

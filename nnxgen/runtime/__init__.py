@@ -23,20 +23,16 @@ Kauldron's ``is_training_property`` context, is used when active; otherwise a
 layer that needs a mode raises :class:`ModeError`.
 
 The package imports jax and flax only, never the code generator. Where to read:
-``_call`` (the init/apply story), ``_spec`` (what generated files declare),
-``_build`` (constructing the NNX module), ``_graph`` (cached layouts),
-``_state`` (variables <-> state), ``_boxing`` (sharding boxes), ``_rngs``
-(streams), ``_mode`` (train/eval), ``_init`` (init without a redundant forward
-pass), ``_compat`` (every private flax/Kauldron detail, with checks and
-fallbacks), ``_errors``; ``_linen`` serves the other direction (generated
-``nnx.Module`` classes around Linen modules: :func:`linen_init`,
-:func:`linen_call`).
+``_linen_wrapper`` (Linen wrappers of NNX modules: ``call`` tells the init /
+apply story), ``_nnx_wrapper`` (the other direction: generated ``nnx.Module``
+classes around Linen modules, :func:`linen_init`, :func:`linen_call`), and
+what both share: ``_compat`` (every private flax/Kauldron detail, with checks
+and fallbacks), ``_streams`` (rng streams nobody passed), ``_stale`` (stale
+generated files), ``_errors``.
 """
 
 from __future__ import annotations
 
-from nnxgen.runtime._boxing import default_metadata_fn, metadata_fn
-from nnxgen.runtime._call import call, to_nnx
 from nnxgen.runtime._errors import (
     RUNTIME_VERSION,
     ImmutableCollectionError,
@@ -44,27 +40,44 @@ from nnxgen.runtime._errors import (
     NnxgenError,
     check_version,
 )
-from nnxgen.runtime._graph import _CACHE, _cache_lock
-from nnxgen.runtime._init import _PURE_FORWARDS
-from nnxgen.runtime._linen import linen_call, linen_default, linen_init, linen_set_view
-from nnxgen.runtime._mode import mode
+from nnxgen.runtime._linen_wrapper.boxing import default_metadata_fn, metadata_fn
+from nnxgen.runtime._linen_wrapper.call import call, to_nnx
+from nnxgen.runtime._linen_wrapper.init import PURE_FORWARDS as _PURE_FORWARDS
+from nnxgen.runtime._linen_wrapper.layout import cache_lock as _cache_lock
+from nnxgen.runtime._linen_wrapper.layout_cache import CACHE as _CACHE
+from nnxgen.runtime._linen_wrapper.mode import mode
 
 # Used by nnxgen's generator (``describe``) and tests; not public API.
-from nnxgen.runtime._rngs import (  # noqa: F401
-    _const_count,
-    _fixed_key,
-    _missing_streams,
-    _Rngs,
-    _zero_count,
+from nnxgen.runtime._linen_wrapper.rngs import (  # noqa: F401
+    Rngs as _Rngs,
 )
-from nnxgen.runtime._spec import (
+from nnxgen.runtime._linen_wrapper.rngs import (  # noqa: F401
+    const_count as _const_count,
+)
+from nnxgen.runtime._linen_wrapper.rngs import (  # noqa: F401
+    fixed_key as _fixed_key,
+)
+from nnxgen.runtime._linen_wrapper.rngs import (  # noqa: F401
+    zero_count as _zero_count,
+)
+from nnxgen.runtime._linen_wrapper.spec import (
     Param,
     WrapperSpec,
     is_wrapper,
     nnx_class_of,
     nnx_default,
 )
-from nnxgen.runtime._state import RAW_ARRAY_COLLECTION, _collection_of  # noqa: F401
+from nnxgen.runtime._linen_wrapper.state import (  # noqa: F401
+    RAW_ARRAY_COLLECTION,
+)
+from nnxgen.runtime._linen_wrapper.state import (  # noqa: F401
+    collection_of as _collection_of,
+)
+from nnxgen.runtime._nnx_wrapper.call import linen_call
+from nnxgen.runtime._nnx_wrapper.init import linen_default, linen_init, linen_set_view
+from nnxgen.runtime._streams import (  # noqa: F401
+    missing_streams as _missing_streams,
+)
 
 __all__ = [
     "RUNTIME_VERSION",
