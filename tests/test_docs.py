@@ -10,8 +10,8 @@ Two HTML comments, invisible on the rendered page, steer a block:
 * ``<!-- docs-test: setup`` ... ``-->`` holds code run before the next block
   (imports, toy inputs, a generated wrapper): what a reader already has.
 
-A page with no Python block still has to exist for every link to it (the site
-build checks links).
+Pages without a Python block are not collected; ``tests/test_site.py`` builds
+every page (links and anchors checked).
 """
 
 from __future__ import annotations
