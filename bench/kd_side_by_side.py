@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata as md
-import importlib.util
 import io
 import statistics
 import sys
@@ -59,31 +58,8 @@ def median_s(fn, repeats: int, inner: int = 10) -> float:
     return statistics.median(times)
 
 
-def templates_from_checkout() -> None:
-    """Make ``nnxgen.templates`` importable when nnxgen runs from a checkout.
-
-    The templates live in ``<repo>/templates`` and are mapped to ``nnxgen.templates``
-    by setuptools (``package-dir``), so a bare ``PYTHONPATH=<repo>`` (no ``pip
-    install``) cannot import them. Mirror the mapping; an installed nnxgen is used as is.
-    """
-    try:
-        importlib.import_module("nnxgen.templates")
-        return
-    except ModuleNotFoundError:
-        pass
-    init = ROOT / "templates" / "__init__.py"
-    spec = importlib.util.spec_from_file_location(
-        "nnxgen.templates", init, submodule_search_locations=[str(init.parent)]
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nnxgen.templates"] = module
-    spec.loader.exec_module(module)
-
-
 def run(quick: bool, times: bool = True) -> dict:
     """The behaviour rows and (``times``) the timings of both wrappers."""
-    templates_from_checkout()
     # Kauldron is an optional dependency (a full install): imported here only.
     import jax
     import jax.numpy as jnp

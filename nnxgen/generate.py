@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from nnxgen import __version__, render
@@ -98,15 +98,15 @@ def _build_spec(
     output: str,
     command: str | None,
 ) -> FileSpec:
-    names: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for t in resolved:
-        if t.wrapper_name in names:
+        if t.wrapper_name in seen:
             raise GenerateError(
                 f"two targets would both generate class {t.wrapper_name!r} in {output} "
-                f"({names[t.wrapper_name]} and {t.text}); rename one with "
+                f"({seen[t.wrapper_name]} and {t.text}); rename one with "
                 f"{t.text.split('=')[0]}=OtherName"
             )
-        names[t.wrapper_name] = t.text
+        seen[t.wrapper_name] = t.text
     for t in resolved:
         register_path(t.cls, t.module, t.path)
     linen = [t for t in resolved if is_linen_class(t.cls)]
@@ -118,35 +118,25 @@ def _build_spec(
             "directions into separate files"
         )
     wrapped = {t.cls: t.wrapper_name for t in resolved}
-    classes: list[ClassSpec | LinenClassSpec] = []
-    imports: set[Import] = set()
+    inspect_one: Callable[..., tuple[ClassSpec | LinenClassSpec, set[Import]]]
     if linen:
-        names = Names(wrapped)
-        for t in resolved:
-            with _skippable(t):
-                lspec, imps = inspect_linen_class(
-                    t.cls,
-                    target=t.text,
-                    wrapper_name=t.wrapper_name,
-                    wrapped=wrapped,
-                    names=names,
-                )
-            classes.append(lspec)
-            imports |= imps
+        inspect_one, names = inspect_linen_class, Names(wrapped)
     else:
         fields = set().union(*(constructor_names(t.cls) for t in resolved))
-        names = Names(wrapped, fields - {"rngs"})
-        for t in resolved:
-            with _skippable(t):
-                spec, imps = inspect_class(
-                    t.cls,
-                    target=t.text,
-                    wrapper_name=t.wrapper_name,
-                    wrapped=wrapped,
-                    names=names,
-                )
-            classes.append(spec)
-            imports |= imps
+        inspect_one, names = inspect_class, Names(wrapped, fields - {"rngs"})
+    classes: list[ClassSpec | LinenClassSpec] = []
+    imports: set[Import] = set()
+    for t in resolved:
+        with _skippable(t):
+            spec, imps = inspect_one(
+                t.cls,
+                target=t.text,
+                wrapper_name=t.wrapper_name,
+                wrapped=wrapped,
+                names=names,
+            )
+        classes.append(spec)
+        imports |= imps
     return FileSpec(
         targets=tuple(target_texts),  # as given: `nnxgen check FILE` reuses them
         output=output,

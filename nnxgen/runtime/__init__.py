@@ -42,6 +42,7 @@ from nnxgen.runtime._errors import (
 )
 from nnxgen.runtime._linen_wrapper.boxing import default_metadata_fn, metadata_fn
 from nnxgen.runtime._linen_wrapper.call import call, to_nnx
+from nnxgen.runtime._linen_wrapper.init import MODULE_FACTS as _MODULE_FACTS
 from nnxgen.runtime._linen_wrapper.init import PURE_FORWARDS as _PURE_FORWARDS
 from nnxgen.runtime._linen_wrapper.layout import cache_lock as _cache_lock
 from nnxgen.runtime._linen_wrapper.layout_cache import CACHE as _CACHE
@@ -111,3 +112,4 @@ def clear_cache() -> None:
     with _cache_lock:
         _CACHE.clear()
         _PURE_FORWARDS.clear()
+        _MODULE_FACTS.clear()

@@ -64,6 +64,7 @@ def _raise_on_write(self: nnx.Variable[Any], *args: Any, **kwargs: Any) -> None:
     running = _RUNNING.get()
     cls_name, method, module = running or ("the wrapper", "a method", None)
     path = _path_of(module, self) if module is not None else None
+    # an inner copy made by an NNX transform has no path here: name its (base) type
     where = "/".join(map(str, path)) if path else type(self).__mro__[1].__name__
     raise ImmutableCollectionError(cls_name, method, col, where)
 

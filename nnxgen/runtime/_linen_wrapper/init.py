@@ -39,12 +39,12 @@ from nnxgen.runtime._linen_wrapper.mode import MODE_ATTRIBUTES
 from nnxgen.runtime._linen_wrapper.sow import class_sows
 
 #: Keys of (wrapper, method, mode, argument types, streams) whose forward pass
-#: was seen, during an ``init``, to add no variable to the NNX module; and, under
-#: ``(_FACTS, layout key)``, the :func:`module_facts` of a layout (cleared with
-#: them by ``clear_cache``).
+#: was seen, during an ``init``, to add no variable to the NNX module.
 PURE_FORWARDS: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
 
-_FACTS = "nnxgen:module facts"
+#: Layout key -> :func:`module_facts` of the module that layout constructs.
+MODULE_FACTS: collections.OrderedDict[Hashable, Any] = collections.OrderedDict()
+
 _UNSET: Any = object()
 
 #: Argument leaves that a forward pass cannot change in place: only these (and
@@ -121,11 +121,10 @@ def module_facts(layout: Hashable | None, module: Any) -> tuple[bool, Any, bool]
     attributes); every time for a layout that has no key."""
     if layout is None:
         return _walk_facts(module)
-    key = (_FACTS, layout)
-    facts = PURE_FORWARDS.get(key)
+    facts = MODULE_FACTS.get(layout)
     if facts is None:
         facts = _walk_facts(module)
-        _remember(key, facts)
+        _remember(MODULE_FACTS, layout, facts)
     return cast(tuple[bool, Any, bool], facts)
 
 
@@ -164,12 +163,14 @@ def skippable_forward(linen: nn.Module, method: str, key: Hashable | None) -> bo
 
 
 def remember_pure_forward(key: Hashable) -> None:
-    _remember(key, None)
+    _remember(PURE_FORWARDS, key, None)
 
 
-def _remember(key: Hashable, value: Any) -> None:
+def _remember(
+    cache: collections.OrderedDict[Hashable, Any], key: Hashable, value: Any
+) -> None:
     with cache_lock:
-        PURE_FORWARDS[key] = value
-        PURE_FORWARDS.move_to_end(key)
-        if len(PURE_FORWARDS) > CACHE_SIZE:
-            PURE_FORWARDS.popitem(last=False)
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > CACHE_SIZE:
+            cache.popitem(last=False)
