@@ -12,6 +12,13 @@ the ``nnx.bridge.to_linen`` wrapper, which input(s) to feed and in which modes.
   step is ``apply(v, x_t, train=False, mutable=['cache'])`` (pure NNX: merge, call,
   return ``nnx.state(m, nnx.Cache)``).
 
+**Linen's floor** (``Prepared.floor_init`` / ``floor_eager``): what any Linen module
+costs before it runs anything -- :class:`LinenFloor`, a module whose method stores the
+wrapper's variables (init: one ``make_rng('params')`` and a ``put_variable`` per
+collection entry) or returns its input (apply, given the wrapper's variables, mode,
+rngs and ``mutable``). No wrapper can be cheaper; the verdicts print how much of the
+wrapper's ratio it is.
+
 An implementation that cannot run a case is left out of ``Prepared.impls`` and its
 reason is in ``Case.missing`` (the table shows ``—``). The implementations:
 
@@ -35,10 +42,11 @@ import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
+from flax import linen as nn
 from flax import nnx
 from flax.nnx import bridge
 
@@ -146,6 +154,32 @@ class DecodeCase(Case):
 # Prepared implementations.
 
 
+class LinenFloor(nn.Module):
+    """Linen's own cost: init stores ``STORE``, apply returns its input.
+
+    ``STORE`` (the wrapper's variables) is a class attribute, not a field: Linen
+    freezes and compares the fields on every clone, which a wrapper's fields do
+    not pay for its variables. :func:`linen_floor` makes one subclass per case.
+    """
+
+    STORE: ClassVar[dict[str, Any]] = {}
+
+    @nn.compact
+    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.is_initializing():
+            self.make_rng("params")
+            for col, tree in self.STORE.items():
+                for k, v in tree.items():
+                    self.put_variable(col, k, v)
+        return x
+
+
+def linen_floor(variables: dict[str, Any]) -> LinenFloor:
+    """A :class:`LinenFloor` that stores ``variables`` at init."""
+    cls = type("LinenFloor", (LinenFloor,), {"STORE": variables})
+    return cls()
+
+
 class Prepared:
     """Initialised models and jit-able functions of the implementations of one case."""
 
@@ -166,6 +200,14 @@ class Prepared:
         """The un-jitted call: ``fn`` applied to its arguments."""
         f, args = self.fn(impl, mode)
         return functools.partial(f, *args)
+
+    def floor_init(self) -> Callable[[], Any] | None:
+        """Linen's floor of the wrapper's init (see the module docstring)."""
+        return None
+
+    def floor_eager(self, mode: str) -> Callable[[], Any] | None:
+        """Linen's floor of the wrapper's eager apply in ``mode``."""
+        return None
 
 
 class ForwardImpls(Prepared):
@@ -189,6 +231,21 @@ class ForwardImpls(Prepared):
             self.nnx_split[mode] = nnx.split(m)
         self.w_vars = self.init_fn("nnxgen")()
         self.b_vars = self.init_fn("bridge")()
+        self.floor = linen_floor(self.w_vars)
+
+    def floor_init(self) -> Callable[[], Any]:
+        return lambda: self.floor.init(self.key, self.x, train=False)
+
+    def floor_eager(self, mode: str) -> Callable[[], Any]:
+        if mode == "eval":
+            return lambda: self.floor.apply(self.w_vars, self.x, train=False)
+        return lambda: self.floor.apply(
+            self.w_vars,
+            self.x,
+            train=True,
+            rngs={"dropout": self.dkey},
+            mutable=self.train_mutable,
+        )
 
     def init_fn(self, impl: str) -> Callable[[], Any]:
         if impl == "nnx":
@@ -256,6 +313,16 @@ class DecodeImpls(Prepared):
         self.wrapper = case.wrapper_cls(*case.args, **case.kwargs)
         self.nnx_split = {"step": nnx.split(case.construct())}
         self.w_vars = self.init_fn("nnxgen")()
+        self.floor = linen_floor(self.w_vars)
+
+    def floor_init(self) -> Callable[[], Any]:
+        c = self.case
+        return lambda: self.floor.init(self.key, c.batch, c.length)
+
+    def floor_eager(self, mode: str) -> Callable[[], Any]:
+        return lambda: self.floor.apply(
+            self.w_vars, self.x, train=False, mutable=["cache"]
+        )
 
     def init_fn(self, impl: str) -> Callable[[], Any]:
         c = self.case

@@ -16,6 +16,10 @@ interleaved repetitions, wall and process CPU time):
 * jit call: steady call of the compiled function (after warm-up, blocking);
 * nnx.jit:  (``nnx_jit``) steady call of ``nnx.jit`` on the live model;
 * eager:    the un-jitted call.
+
+NNX → Linen cases also time Linen's floor (``floor_init`` / ``floor_eager``, the cost
+of any Linen module's ``init`` / ``apply`` before it runs anything) interleaved with
+the init and eager repetitions: ``floor_init_ms`` and, per mode, ``floor_eager_ms``.
 """
 
 from __future__ import annotations
@@ -105,12 +109,20 @@ def measure_case(
             return wrapper_init()
 
         fns["nnxgen_first"] = first_init
+    # Linen's floor (NNX → Linen cases only; see impls_nnx_to_linen)
+    floor = getattr(p, "floor_init", lambda: None)()
+    if floor is not None:
+        fns["linen_floor"] = floor
     for f in fns.values():
         block(f())
     samples = interleaved(
         {k: functools.partial(timed, f) for k, f in fns.items()}, reps.init
     )
     wall, cpu = med_wc(samples, 1e3)
+    if floor is not None:
+        res["floor_init_ms"], res["floor_init_cpu_ms"] = (
+            d.pop("linen_floor") for d in (wall, cpu)
+        )
     if spec.first_init:
         res["init_first_ms"], res["init_first_cpu_ms"] = (
             {**d, "nnxgen": d.pop("nnxgen_first")} for d in (wall, cpu)
@@ -216,6 +228,9 @@ def measure_mode(
         lap("nnx.jit")
 
     eager = {k: p.eager(k, mode) for k in impls}
+    floor = getattr(p, "floor_eager", lambda mode: None)(mode)
+    if floor is not None:
+        eager["linen_floor"] = floor
     for f in eager.values():
         for _ in range(p.case.eager_warmup):
             block(f())
@@ -223,6 +238,10 @@ def measure_mode(
         {k: functools.partial(timed, f) for k, f in eager.items()}, reps.eager
     )
     r["eager_ms"], r["eager_cpu_ms"] = med_wc(samples, 1e3)
+    if floor is not None:
+        r["floor_eager_ms"], r["floor_eager_cpu_ms"] = (
+            d.pop("linen_floor") for d in (r["eager_ms"], r["eager_cpu_ms"])
+        )
     lap("eager")
     return r
 

@@ -107,6 +107,7 @@ def nnx_to_linen(a: argparse.Namespace, ap: argparse.ArgumentParser) -> int:
     )
     report.print_nnx_to_linen(results)
     verdicts.print_targets(results)
+    verdicts.print_goals(results)
     if "memory" in results:
         report.print_memory(
             results["memory"], memory.MEM_DEPTH, memory.MEM_WIDTH, memory.MEM_BATCH

@@ -1,5 +1,6 @@
-"""pre-commit: the documented configurations match the shipped hook, releases are
-tagged as documented, and an import that fails inside a hook says how to fix the hook.
+"""pre-commit: the documented configurations match the shipped hook, the `repo:
+local` one works in pre-commit itself, releases are tagged as documented, and an
+import that fails inside a hook says how to fix the hook.
 
 pre-commit sets ``PRE_COMMIT=1`` in a hook's environment; nnxgen's import-failure
 errors then name the two fixes (docs/pre-commit.md).
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 import nnxgen
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, run_cli, tool
 
 DOC = ROOT / "docs" / "pre-commit.md"
 HINT = (
@@ -127,3 +131,79 @@ def test_the_current_version_has_a_changelog_section_and_the_tag_scheme_is_docum
     assert f"`v{nnxgen.__version__}`" in changelog
     readme = (ROOT / "README.md").read_text()
     assert "docs/pre-commit.md" in readme and "CHANGELOG.md" in readme
+
+
+MODEL = '''\
+"""A user's model."""
+
+import jax
+from flax import nnx
+
+
+class Head(nnx.Module):
+    """A linear head."""
+
+    def __init__(self, din: int, dout: int{extra}, *, rngs: nnx.Rngs):
+        self.linear = nnx.Linear(din, dout, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.linear(x)
+'''
+
+
+def _git(*args: str, cwd) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_the_documented_local_hook_passes_and_fails_in_real_pre_commit(tmp_path):
+    """docs/pre-commit.md's `repo: local` config, as written, in pre-commit itself:
+    a current wrapper passes (exit 0); after the model's signature changes the
+    commit is refused (exit 1) with the unified diff naming the new parameter."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "heads.py").write_text(MODEL.format(extra=""))
+    (project / "pyproject.toml").write_text(
+        '[tool.nnxgen.outputs]\n"heads_linen.py" = ["heads"]\n'
+    )
+    assert run_cli("wrap", "heads", "-o", "heads_linen.py", cwd=project).returncode == 0
+    local, _ = _yaml_blocks()
+    (project / ".pre-commit-config.yaml").write_text(yaml.safe_dump(local))
+    _git("init", "-q", cwd=project)
+    _git("add", "-A", cwd=project)
+    _git("commit", "-q", "-m", "wrappers", cwd=project)
+
+    # the project's environment: this venv's nnxgen on PATH (docs: "run pre-commit
+    # from the activated venv"); the models import from the repository root
+    env = {
+        **_env(pre_commit=False),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+        "PYTHONPATH": str(project),
+    }
+
+    def pre_commit() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [tool("pre-commit"), "run", "--all-files"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    ok = pre_commit()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert re.search(r"nnxgen check .*Passed", ok.stdout), ok.stdout
+
+    (project / "heads.py").write_text(MODEL.format(extra=", bias: bool = True"))
+    stale = pre_commit()
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert re.search(r"nnxgen check .*Failed", stale.stdout), stale.stdout
+    assert "+    bias: bool = True" in stale.stdout, stale.stdout
+    # the hook only reports: the committed wrapper is untouched
+    assert "bias" not in (project / "heads_linen.py").read_text()

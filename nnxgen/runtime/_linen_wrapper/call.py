@@ -141,9 +141,9 @@ def _initialize(
             mode = False
         # graph walks, once per layout: mode attributes (set unless they all hold
         # this mode's value already, as constructed), sow
-        has_mode, preset, sows = module_facts(layout, module)
+        (has_mode, preset, sows), modules = module_facts(layout, module)
         if has_mode and preset is not (not mode):
-            set_mode(module, mode)
+            set_mode(module, mode, modules)
         if wants_rngs and (r := method_rngs(linen, module, method)) is not None:
             kwargs = {**kwargs, "rngs": r}
         sown: list[Any] = []

@@ -113,29 +113,33 @@ def forward_key(
         return None
 
 
-def module_facts(layout: Hashable | None, module: Any) -> tuple[bool, Any, bool]:
+def module_facts(
+    layout: Hashable | None, module: Any
+) -> tuple[tuple[bool, Any, bool], list[Any] | None]:
     """What ``init`` needs to know about ``module`` as just constructed -- whether
     it has mode attributes, the one value they all hold (``_MIXED`` if not one),
     and whether some module in it sows -- found by walking its graph once per
     layout (the constructor of one layout key builds the same graph with the same
-    attributes); every time for a layout that has no key."""
-    if layout is None:
-        return _walk_facts(module)
-    facts = MODULE_FACTS.get(layout)
-    if facts is None:
-        facts = _walk_facts(module)
+    attributes); every time for a layout that has no key. Second: the modules
+    the walk listed (``nnx.iter_modules``), for :func:`.mode.set_mode`; None
+    when the facts came from the cache (no walk)."""
+    if layout is not None and (facts := MODULE_FACTS.get(layout)) is not None:
+        return cast(tuple[bool, Any, bool], facts), None
+    modules = [m for _, m in nnx.iter_modules(module)]
+    facts = _facts(modules)
+    if layout is not None:
         _remember(MODULE_FACTS, layout, facts)
-    return cast(tuple[bool, Any, bool], facts)
+    return facts, modules
 
 
 _MIXED: Any = object()
 
 
-def _walk_facts(module: Any) -> tuple[bool, Any, bool]:
-    """:func:`module_facts` by one walk of the graph."""
+def _facts(modules: list[Any]) -> tuple[bool, Any, bool]:
+    """:func:`module_facts` of the modules of one graph."""
     values: dict[int, Any] = {}
     sows = False
-    for _, m in nnx.iter_modules(module):
+    for m in modules:
         sows = sows or class_sows(type(m))
         for a in MODE_ATTRIBUTES:
             if (v := getattr(m, a, _MIXED)) is not _MIXED:

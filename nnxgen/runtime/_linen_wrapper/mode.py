@@ -90,12 +90,21 @@ def is_missing_mode(err: Exception) -> bool:
     return any(f"No `{a}`" in msg or f"No '{a}'" in msg for a in MODE_ATTRIBUTES)
 
 
-def set_mode(module: Any, mode: bool | None) -> None:
+def set_mode(module: Any, mode: bool | None, modules: list[Any] | None = None) -> None:
+    """``module.set_attributes`` of the mode attributes (``.train()`` / ``.eval()``);
+    ``modules``: the submodules of ``module`` (``nnx.iter_modules``) when a walk
+    just listed them -- set directly, without walking the graph again."""
     if mode is None:
         values = dict.fromkeys(MODE_ATTRIBUTES)
     else:
         values = dict.fromkeys(MODE_ATTRIBUTES, not mode)
-    module.set_attributes(**values, raise_if_not_found=False)
+    if modules is None:
+        module.set_attributes(**values, raise_if_not_found=False)
+        return
+    for m in modules:  # what set_attributes does for each module it walks
+        for name, value in values.items():
+            if hasattr(m, name):
+                setattr(m, name, value)
 
 
 def has_mode_attributes(module: Any) -> bool:
