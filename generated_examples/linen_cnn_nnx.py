@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.linen_cnn -o generated_examples/linen_cnn_nnx.py
 # nnxgen-targets: generated_examples.linen_cnn
-# nnxgen-fingerprint: e1989ced3ad045b5
+# nnxgen-fingerprint: eccd013273e0a44f
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ import nnxgen.runtime as _rt
 from generated_examples.linen_cnn import CNN as _LinenCNN
 from generated_examples.linen_cnn import SequenceClassifier as _LinenSequenceClassifier
 
-_rt.check_version(2, __name__)
+_rt.check_version(3, __name__)
 
 
 class CNN(nnx.Module):
     """Conv -> BatchNorm -> relu -> avg_pool -> Dense, for ``[N, H, W, C]`` images."""
 
     def __init__(self, features: int = 8, classes: int = 10, *, rngs: nnx.Rngs) -> None:
+        _rt.linen_check_fresh(self, _LinenCNN)
         _rt.linen_init(
             self, _LinenCNN(features=features, classes=classes), rngs, modes=True
         )
@@ -50,6 +51,7 @@ class SequenceClassifier(nnx.Module):
     """An LSTM over ``[batch, time, features]`` sequences, classified from its last output."""
 
     def __init__(self, hidden: int = 16, classes: int = 3, *, rngs: nnx.Rngs) -> None:
+        _rt.linen_check_fresh(self, _LinenSequenceClassifier)
         _rt.linen_init(
             self, _LinenSequenceClassifier(hidden=hidden, classes=classes), rngs
         )

@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.linen_encoder -o generated_examples/linen_encoder_nnx.py
 # nnxgen-targets: generated_examples.linen_encoder
-# nnxgen-fingerprint: d01bca0446476b22
+# nnxgen-fingerprint: 856d70237bb6311d
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from flax import nnx
 import nnxgen.runtime as _rt
 from generated_examples.linen_encoder import Encoder as _LinenEncoder
 
-_rt.check_version(2, __name__)
+_rt.check_version(3, __name__)
 
 
 class Encoder(nnx.Module):
@@ -32,6 +32,7 @@ class Encoder(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ) -> None:
+        _rt.linen_check_fresh(self, _LinenEncoder)
         _rt.linen_init(
             self,
             _LinenEncoder(

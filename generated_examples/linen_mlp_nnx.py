@@ -5,7 +5,7 @@
 # Regenerate with:
 #   nnxgen wrap generated_examples.linen_mlp -o generated_examples/linen_mlp_nnx.py
 # nnxgen-targets: generated_examples.linen_mlp
-# nnxgen-fingerprint: 10827d54048a8786
+# nnxgen-fingerprint: f7a566a61b3ba2cf
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from flax import nnx
 import nnxgen.runtime as _rt
 from generated_examples.linen_mlp import MLP as _LinenMLP
 
-_rt.check_version(2, __name__)
+_rt.check_version(3, __name__)
 
 
 class MLP(nnx.Module):
@@ -30,6 +30,7 @@ class MLP(nnx.Module):
         *,
         rngs: nnx.Rngs,
     ) -> None:
+        _rt.linen_check_fresh(self, _LinenMLP)
         _rt.linen_init(
             self,
             _LinenMLP(

@@ -144,8 +144,9 @@ def _build_spec(
         classes=tuple(classes),  # type: ignore[arg-type]
         imports=tuple(sorted(imports, key=Import.sort_key)),
         nnxgen_version=__version__,
-        # the lowest runtime the file needs: NNX wrappers of Linen modules need v2
-        runtime_version=2 if linen else 1,
+        # the lowest runtime the file needs: NNX wrappers of Linen modules need v3
+        # (linen_check_fresh; v2 added linen_init / linen_call)
+        runtime_version=3 if linen else 1,
         aliases=names.aliases.as_tuple(),
     )
 

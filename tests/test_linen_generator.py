@@ -46,7 +46,7 @@ def test_flax_linen_layers_generate_clean_and_deterministic(tmp_path):
     assert fmt.returncode == 0, fmt.stdout
     head = text.split("\n\n")[0]
     assert "# NNX wrappers for Flax Linen modules, generated from:" in head
-    assert "_rt.check_version(2, __name__)" in text
+    assert "_rt.check_version(3, __name__)" in text
     # inherited-from-flax defaults as flax writes them
     assert "kernel_init: Initializer = default_kernel_init," in text
     assert "param_dtype: Dtype = jnp.float32," in text

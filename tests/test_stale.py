@@ -23,6 +23,7 @@ from nnxgen import generate
 from nnxgen.cli import main
 from nnxgen.runtime import NnxgenError, _stale
 from nnxgen.runtime._linen_wrapper import stale as linen_wrapper_stale
+from nnxgen.runtime._nnx_wrapper import stale as nnx_wrapper_stale
 from nnxgen.runtime._stale import StaleWrapperError
 
 X = jnp.ones((1, 3))
@@ -293,6 +294,93 @@ def test_stale_linen_wrapper_fails_at_construction(linen_project, old, new, expe
     with pytest.raises(StaleWrapperError) as err:
         jax.jit(lambda x: mod.Block(4, rngs=nnx.Rngs(0))(x))(X)
     _assert_stale(err, linen_project, expected)
+
+
+#: Changes the generated ``Block(features=..., scale=...)`` call would fail on with a
+#: plain TypeError: (case, [(old text, new text), ...], what the message must say).
+LINEN_FIELD_EDITS = [
+    ("required field added", [("    features: int\n", "    features: int\n    depth: int\n")],
+     ["the Linen fields (__init__()) has a new required parameter 'depth'"]),
+    ("field removed", [("scale: float = 1.0", "scale = 1.0  # no longer a field")],
+     ["the Linen fields (__init__()) no longer has the parameter 'scale'"]),
+    ("required field removed", [("features: int", "features = 4  # no longer a field")],
+     ["the Linen fields (__init__()) no longer has the parameter 'features'"]),
+    ("field renamed", [("features: int", "width: int"), ("self.features", "self.width")],
+     ["the Linen fields (__init__()) has a new required parameter 'width'",
+      "the Linen fields (__init__()) no longer has the parameter 'features'"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "edits,expected",
+    [c[1:] for c in LINEN_FIELD_EDITS],
+    ids=[c[0] for c in LINEN_FIELD_EDITS],
+)
+def test_a_field_change_is_a_stale_error_not_the_constructors_type_error(
+    linen_project, edits, expected
+):
+    # The generated __init__ checks before it builds the Linen module, whose
+    # dataclass constructor would raise a bare TypeError for these changes.
+    assert (
+        "_rt.linen_check_fresh(self, _LinenBlock)"
+        in (linen_project.root / linen_project.out).read_text()
+    )
+    for old, new in edits:
+        linen_project.edit(old, new)
+    mod = linen_project.load()
+    with pytest.raises(StaleWrapperError) as err:
+        mod.Block(4, rngs=nnx.Rngs(0))
+    _assert_stale(err, linen_project, *expected, f"{linen_project.pkg}.models.Block")
+    assert "keyword argument" not in str(err.value)  # not the constructor's message
+    with pytest.raises(StaleWrapperError) as err:  # the class is not marked fresh
+        mod.Block(4, rngs=nnx.Rngs(0))
+    _assert_stale(err, linen_project, *expected)
+
+
+def _as_the_previous_version_wrote_it(project: Project) -> None:
+    """The generated file without the ``linen_check_fresh`` line (nnxgen 0.1.0's
+    ``__init__``: ``_rt.linen_init(self, _LinenBlock(...), rngs)`` only)."""
+    path = project.root / project.out
+    text = path.read_text()
+    line = "        _rt.linen_check_fresh(self, _LinenBlock)\n"
+    assert text.count(line) == 1, text
+    path.write_text(text.replace(line, ""))
+
+
+def test_a_file_from_the_previous_version_still_works(linen_project):
+    _as_the_previous_version_wrote_it(linen_project)
+    mod = linen_project.load()
+    model = mod.Block(4, rngs=nnx.Rngs(0))
+    assert type(model) in _stale.FRESH
+    assert model(X).shape == (1, 4)
+    assert mod.Block(4, scale=2.0, rngs=nnx.Rngs(0))(X).shape == (1, 4)
+
+
+def test_a_file_from_the_previous_version_is_still_checked(linen_project):
+    _as_the_previous_version_wrote_it(linen_project)
+    linen_project.edit(
+        "    scale: float = 1.0\n", "    scale: float = 1.0\n    bias: bool = True\n"
+    )
+    mod = linen_project.load()
+    with pytest.raises(StaleWrapperError) as err:  # by linen_init, as before
+        mod.Block(4, rngs=nnx.Rngs(0))
+    _assert_stale(
+        err, linen_project, "the Linen fields (__init__()) has a new parameter 'bias'"
+    )
+
+
+def test_fresh_linen_wrapper_is_checked_once(linen_project, monkeypatch):
+    mod = linen_project.load()
+    model = mod.Block(4, rngs=nnx.Rngs(0))
+    assert type(model) in _stale.FRESH
+
+    def boom(*a, **k):
+        raise AssertionError("checked twice")
+
+    monkeypatch.setattr(nnx_wrapper_stale, "linen_differences", boom)
+    monkeypatch.setattr(_stale, "error", boom)
+    assert mod.Block(4, rngs=nnx.Rngs(1))(X).shape == (1, 4)
+    assert model(X).shape == (1, 4)
 
 
 def test_stale_linen_wrapper_fails_at_call(linen_project, monkeypatch):

@@ -75,7 +75,12 @@ from nnxgen.runtime._linen_wrapper.state import (  # noqa: F401
     collection_of as _collection_of,
 )
 from nnxgen.runtime._nnx_wrapper.call import linen_call
-from nnxgen.runtime._nnx_wrapper.init import linen_default, linen_init, linen_set_view
+from nnxgen.runtime._nnx_wrapper.init import (
+    linen_check_fresh,
+    linen_default,
+    linen_init,
+    linen_set_view,
+)
 from nnxgen.runtime._streams import (  # noqa: F401
     missing_streams as _missing_streams,
 )
@@ -92,6 +97,7 @@ __all__ = [
     "default_metadata_fn",
     "is_wrapper",
     "linen_call",
+    "linen_check_fresh",
     "linen_default",
     "linen_init",
     "linen_set_view",

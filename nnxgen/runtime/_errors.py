@@ -15,9 +15,10 @@ __all__ = [
 #: Version of the contract between generated files and this runtime. Generated
 #: files record the version that wrote them and call :func:`check_version`.
 #: 1: Linen wrappers of NNX modules (``call``, ``WrapperSpec``); 2: adds NNX
-#: wrappers of Linen modules (``linen_init``, ``linen_call``). A generated file
-#: records the lowest version it needs.
-RUNTIME_VERSION = 2
+#: wrappers of Linen modules (``linen_init``, ``linen_call``); 3: their
+#: ``__init__`` checks freshness before building the Linen module
+#: (``linen_check_fresh``). A generated file records the lowest version it needs.
+RUNTIME_VERSION = 3
 
 
 class NnxgenError(ValueError):

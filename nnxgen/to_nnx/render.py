@@ -1,5 +1,6 @@
 """The class snippets of an NNX wrapper of a Linen module (:class:`LinenClassSpec`):
-an ``__init__`` that builds the Linen module (``_rt.linen_init``), methods that
+an ``__init__`` that checks the file is fresh (``_rt.linen_check_fresh``) and
+builds the Linen module (``_rt.linen_init``), methods that
 call ``_rt.linen_call``, ``set_view`` for mode arguments. The counterpart of
 :mod:`nnxgen.to_linen.render`; the file-level work (imports, fingerprint, ruff)
 is :mod:`nnxgen.render`'s. Templates: ``nnx_module.py.jinja`` and
@@ -50,7 +51,15 @@ def _init(cls: LinenClassSpec) -> dict[str, Any]:
     items: list[str | Seq] = ["self", build, "rngs"]
     if cls.has_modes:
         items.append("modes=True")
-    body = lay_out(INDENT * 2, "", Seq("_rt.linen_init(", items, ")"))
+    # The stale check first, on a line of its own: a Linen class that gained a
+    # required field (or lost one the file passes) would fail in `build` with a
+    # bare TypeError before `linen_init` could say the file is stale. `build`
+    # stays a typed call and `linen_init` keeps its signature (older files too).
+    # Written here, not in nnx_class.py.jinja, so user templates get it too.
+    body = [
+        f"{INDENT * 2}_rt.linen_check_fresh(self, {cls.linen_ref})",
+        *lay_out(INDENT * 2, "", Seq("_rt.linen_init(", items, ")")),
+    ]
     return {
         "comment_lines": "\n".join(comments),
         "def_lines": _def_lines(

@@ -115,7 +115,7 @@ def forward_key(
 
 def module_facts(
     layout: Hashable | None, module: Any
-) -> tuple[tuple[bool, Any, bool], list[Any] | None]:
+) -> tuple[tuple[bool, Any, bool], list[nnx.Module] | None]:
     """What ``init`` needs to know about ``module`` as just constructed -- whether
     it has mode attributes, the one value they all hold (``_MIXED`` if not one),
     and whether some module in it sows -- found by walking its graph once per
@@ -135,7 +135,7 @@ def module_facts(
 _MIXED: Any = object()
 
 
-def _facts(modules: list[Any]) -> tuple[bool, Any, bool]:
+def _facts(modules: list[nnx.Module]) -> tuple[bool, Any, bool]:
     """:func:`module_facts` of the modules of one graph."""
     values: dict[int, Any] = {}
     sows = False

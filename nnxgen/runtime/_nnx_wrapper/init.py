@@ -1,7 +1,8 @@
 """NNX wrappers of Linen modules: set a generated ``nnx.Module`` up to run its Linen module.
 
-A generated class's ``__init__`` builds the Linen module from its typed
-arguments and hands it to :func:`linen_init`: the Linen module lives at
+A generated class's ``__init__`` first calls :func:`linen_check_fresh`, then
+builds the Linen module from its typed arguments and hands it to
+:func:`linen_init`: the Linen module lives at
 ``to_nnx__module``, the (forked) ``nnx.Rngs`` at ``to_nnx__rngs`` (as in
 ``flax.nnx.bridge.ToNNX``), and with mode arguments the ``deterministic`` /
 ``use_running_average`` attributes that ``.train()`` / ``.eval()`` /
@@ -23,11 +24,35 @@ from nnxgen.runtime._errors import NnxgenError
 from nnxgen.runtime._nnx_wrapper.mode import MODE_ATTRIBUTES
 from nnxgen.runtime._nnx_wrapper.stale import check_fresh
 
-__all__ = ["MODULE", "RNGS", "linen_default", "linen_init", "linen_set_view"]
+__all__ = [
+    "MODULE",
+    "RNGS",
+    "linen_check_fresh",
+    "linen_default",
+    "linen_init",
+    "linen_set_view",
+]
 
 #: Where the wrapper holds the Linen module (``ToNNX``'s attribute) and its rngs.
 MODULE = _compat.TONNX_MODULE
 RNGS = "to_nnx__rngs"
+
+
+def linen_check_fresh(self: nnx.Module, linen_cls: type) -> None:
+    """Raise ``StaleWrapperError`` if ``type(self)``'s generated file is stale
+    against ``linen_cls`` (once per class; then one dict lookup).
+
+    The first line of a generated ``__init__``, before it builds the Linen
+    module: a Linen class that gained a required field, or lost or renamed one
+    the file passes, would otherwise fail in ``_LinenX(field=...)`` with a bare
+    ``TypeError`` before :func:`linen_init` could name the difference and the
+    command that regenerates the file. A separate call (rather than handing the
+    class and its arguments to :func:`linen_init`) keeps that construction a
+    plain call that type checkers check against the dataclass, and keeps
+    :func:`linen_init`'s signature, so files generated without this line run
+    as before (:func:`linen_init` still checks; cached, it costs a lookup).
+    """
+    check_fresh(type(self), linen_cls)
 
 
 def linen_init(
@@ -46,7 +71,8 @@ def linen_init(
         raise NnxgenError(
             f"{cls}: expected a flax.linen.Module to wrap, got {type(module).__name__}"
         )
-    check_fresh(type(self), type(module))  # a stale generated file: say so
+    # a stale generated file: say so (files written before linen_check_fresh)
+    check_fresh(type(self), type(module))
     if isinstance(rngs, nnx.Rngs):
         forked = rngs.fork()
     elif isinstance(rngs, int) and not isinstance(rngs, bool):
