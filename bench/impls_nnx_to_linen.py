@@ -12,12 +12,12 @@ the ``nnx.bridge.to_linen`` wrapper, which input(s) to feed and in which modes.
   step is ``apply(v, x_t, train=False, mutable=['cache'])`` (pure NNX: merge, call,
   return ``nnx.state(m, nnx.Cache)``).
 
-**Linen's floor** (``Prepared.floor_init`` / ``floor_eager``): what any Linen module
-costs before it runs anything -- :class:`LinenFloor`, a module whose method stores the
-wrapper's variables (init: one ``make_rng('params')`` and a ``put_variable`` per
-collection entry) or returns its input (apply, given the wrapper's variables, mode,
-rngs and ``mutable``). No wrapper can be cheaper; the verdicts print how much of the
-wrapper's ratio it is.
+**Linen's floor** (``Prepared.floor_init`` / ``floor_eager``): what the wrapper
+costs as a Linen module before it runs anything -- :func:`linen_floor`, the wrapper
+class (same fields) whose methods only store its variables (init: one
+``make_rng('params')`` and a ``put_variable`` per collection entry) or return their
+input (apply, given the wrapper's variables, mode, rngs and ``mutable``). No Linen
+wrapper can be cheaper; the verdicts print how much of the wrapper's ratio it is.
 
 An implementation that cannot run a case is left out of ``Prepared.impls`` and its
 reason is in ``Case.missing`` (the table shows ``—``). The implementations:
@@ -42,7 +42,7 @@ import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -154,30 +154,29 @@ class DecodeCase(Case):
 # Prepared implementations.
 
 
-class LinenFloor(nn.Module):
-    """Linen's own cost: init stores ``STORE``, apply returns its input.
-
-    ``STORE`` (the wrapper's variables) is a class attribute, not a field: Linen
-    freezes and compares the fields on every clone, which a wrapper's fields do
-    not pay for its variables. :func:`linen_floor` makes one subclass per case.
-    """
-
-    STORE: ClassVar[dict[str, Any]] = {}
-
-    @nn.compact
-    def __call__(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.is_initializing():
-            self.make_rng("params")
-            for col, tree in self.STORE.items():
-                for k, v in tree.items():
-                    self.put_variable(col, k, v)
-        return x
+def _floor_method(self: nn.Module, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """What every Linen module's init/apply does without running anything: init
+    draws ``make_rng('params')`` and stores the variables; apply returns its input."""
+    if self.is_initializing():
+        self.make_rng("params")
+        for col, tree in type(self).FLOOR_STORE.items():
+            for k, v in tree.items():
+                self.put_variable(col, k, v)
+    return x
 
 
-def linen_floor(variables: dict[str, Any]) -> LinenFloor:
-    """A :class:`LinenFloor` that stores ``variables`` at init."""
-    cls = type("LinenFloor", (LinenFloor,), {"STORE": variables})
-    return cls()
+def linen_floor(case: Case, variables: dict[str, Any]) -> nn.Module:
+    """Linen's floor for ``case``: its generated wrapper class with the runtime's
+    work taken out. A subclass with the same fields (Linen clones and freezes
+    them on every init and apply) whose methods only do :func:`_floor_method`;
+    the variables to store are a class attribute (not a field)."""
+    methods = {"__call__": _floor_method, "init_cache": _floor_method}
+    cls = type(
+        f"{case.wrapper_cls.__name__}Floor",
+        (case.wrapper_cls,),
+        {"FLOOR_STORE": variables, **methods},
+    )
+    return cls(*case.args, **case.kwargs)
 
 
 class Prepared:
@@ -231,7 +230,7 @@ class ForwardImpls(Prepared):
             self.nnx_split[mode] = nnx.split(m)
         self.w_vars = self.init_fn("nnxgen")()
         self.b_vars = self.init_fn("bridge")()
-        self.floor = linen_floor(self.w_vars)
+        self.floor = linen_floor(case, self.w_vars)
 
     def floor_init(self) -> Callable[[], Any]:
         return lambda: self.floor.init(self.key, self.x, train=False)
@@ -313,7 +312,7 @@ class DecodeImpls(Prepared):
         self.wrapper = case.wrapper_cls(*case.args, **case.kwargs)
         self.nnx_split = {"step": nnx.split(case.construct())}
         self.w_vars = self.init_fn("nnxgen")()
-        self.floor = linen_floor(self.w_vars)
+        self.floor = linen_floor(case, self.w_vars)
 
     def floor_init(self) -> Callable[[], Any]:
         c = self.case

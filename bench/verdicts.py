@@ -159,8 +159,9 @@ GOALS = {"trace": 1.05, "eager": 1.05, "init": 1.05, "first init": 1.15}
 
 def goal_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """Per case and column: the wrapper's CPU-time ratio against the goal, and how
-    much of it is Linen's floor (any Linen module's init/apply cost, measured in
-    the same run), i.e. what no Linen wrapper can remove; ``own`` is the wrapper's
+    much of it is Linen's floor (the wrapper class's init/apply as a Linen module
+    with the runtime's work taken out, measured in the same run), i.e. what no
+    Linen wrapper can remove; ``own`` is the wrapper's
     ratio with the floor taken out. First init also without its one eager forward
     pass (Linen's ``init`` runs the method; pure NNX's construction does not)."""
     rows = []
@@ -222,8 +223,8 @@ def print_goals(results: dict[str, Any]) -> None:
         + ", ".join(f"{k} <= {v:.2f}x" for k, v in GOALS.items())
     )
     print(
-        "  floor = Linen's own init/apply of a module that does nothing (no Linen "
-        "wrapper is cheaper); own = the ratio with the floor taken out"
+        "  floor = Linen's own init/apply of the wrapper class with the runtime's work "
+        "taken out (no Linen wrapper is cheaper); own = the ratio without the floor"
     )
     for col in GOALS:
         sel = [r for r in rows if r["column"] == col]
