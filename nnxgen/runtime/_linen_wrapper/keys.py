@@ -21,9 +21,15 @@ mutated between two calls gets a new key):
   rngs: ``(type, value)``, by their own hash (identity for most), as before;
 * generated wrappers: their class and the keys of their fields.
 
-An argument nothing can key -- a jax or numpy array, a tracer, an unhashable
-object of another kind, a structure nested deeper than 48 levels (or cyclic) --
-raises :class:`Unkeyable`: the call then runs uncached, as it always could.
+* concrete jax arrays: by identity (:class:`_ArrayIdentity`). A jax array never
+  changes, so the same array object always builds the same module; the key holds
+  only a weak reference (the cache keeps no array alive), and once the array is
+  gone its key equals nothing (a new array may get its ``id``).
+
+An argument nothing can key -- a numpy array (it can change in place), a tracer,
+an unhashable object of another kind, a structure nested deeper than 48 levels
+(or cyclic) -- raises :class:`Unkeyable`: the call then runs uncached, as it
+always could.
 
 Every key is a raw ``int`` / ``str`` / ``None`` / ``bytes`` or a tuple that starts
 with a type (or a private tag) which says how the rest was made, so keys of
@@ -37,6 +43,7 @@ import dataclasses
 import enum
 import functools
 import types
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
@@ -60,6 +67,7 @@ _MAX_DEPTH = 48
 
 # Tags of keys whose kind is not a type of its own.
 _ATTRS = "nnxgen:attrs"  # an object's attributes
+_ARRAY = "nnxgen:array"  # a jax array, by identity
 _UNSET = object()  # a slot not set (keyed by identity)
 
 
@@ -81,6 +89,33 @@ def _hashed(value: Any, depth: int) -> Hashable:
 
 def _unkeyable(value: Any, depth: int) -> Hashable:
     raise Unkeyable
+
+
+class _ArrayIdentity:
+    """A concrete jax array by identity, through a weak reference: equal only to
+    the key of the same live array object."""
+
+    __slots__ = ("_id", "_ref")
+
+    def __init__(self, array: jax.Array) -> None:
+        self._ref = weakref.ref(array)
+        self._id = id(array)
+
+    def __hash__(self) -> int:
+        return self._id
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _ArrayIdentity) or other._id != self._id:
+            return False
+        mine = self._ref()
+        return mine is not None and mine is other._ref()
+
+
+def _array(value: Any, depth: int) -> Hashable:
+    try:
+        return (_ARRAY, _ArrayIdentity(value))
+    except TypeError:  # no weak reference to it: not keyed
+        raise Unkeyable from None
 
 
 def _items(values: tuple[Any, ...], depth: int) -> Hashable:
@@ -183,8 +218,10 @@ _KINDS: dict[type, _Keyer] = {
 
 
 def _kind_of(cls: type) -> _Keyer:
-    if issubclass(cls, (jax.Array, np.ndarray, jax.core.Tracer)):
+    if issubclass(cls, (np.ndarray, jax.core.Tracer)):
         return _unkeyable
+    if issubclass(cls, jax.Array):
+        return _array
     if isinstance(getattr(cls, "__nnxgen__", None), WrapperSpec) and issubclass(
         cls, nn.Module
     ):
