@@ -17,9 +17,10 @@ interleaved repetitions, wall and process CPU time):
 * nnx.jit:  (``nnx_jit``) steady call of ``nnx.jit`` on the live model;
 * eager:    the un-jitted call.
 
-NNX → Linen cases also time Linen's floor (``floor_init`` / ``floor_eager``, the cost
-of any Linen module's ``init`` / ``apply`` before it runs anything) interleaved with
-the init and eager repetitions: ``floor_init_ms`` and, per mode, ``floor_eager_ms``.
+NNX → Linen cases also time Linen's floor (``floor_init`` / ``floor_eager``: the
+wrapper class's own Linen ``init`` / ``apply`` with the runtime's work taken out)
+interleaved with the init and eager repetitions: ``floor_init_ms`` and, per mode,
+``floor_eager_ms``.
 """
 
 from __future__ import annotations

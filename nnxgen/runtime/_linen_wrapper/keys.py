@@ -19,8 +19,7 @@ mutated between two calls gets a new key):
   arguments and keywords;
 * functions, callables, classes, modules, Linen modules, NNX modules / variables /
   rngs: ``(type, value)``, by their own hash (identity for most), as before;
-* generated wrappers: their class and the keys of their fields.
-
+* generated wrappers: their class and the keys of their fields;
 * concrete jax arrays: by identity (:class:`_ArrayIdentity`). A jax array never
   changes, so the same array object always builds the same module; the key holds
   only a weak reference (the cache keeps no array alive), and once the array is
