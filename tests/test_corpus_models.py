@@ -22,12 +22,14 @@ a cross-check.
 * lpips-nnx: ``LPIPS`` (VGG16 features + learned linear heads), with the VGG
   weight download replaced by local random weights (no network).
 * heal-swin-nnx (needs Python ≥ 3.12, skipped elsewhere): ``SwinUnet`` with
-  drop-path, dropout and attention dropout in training.
+  drop-path, dropout and attention dropout in training; its config, a plain
+  (unhashable) dataclass, hits the layout cache (the constructor runs once).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -542,6 +544,37 @@ def swin(wrap) -> Built:
 
 def _swin_x():
     return _x((2, 8, 8, 2), seed=10)
+
+
+def test_swin_params_dataclass_hits_the_layout_cache(swin, monkeypatch):
+    """``SwinParams`` is a plain (non-frozen, unhashable) dataclass, the kind of
+    real config that used to make every apply re-trace the NNX constructor
+    (issue 23): eager applies build the layout once, and an equal config in a new
+    object (and a new wrapper) shares it; a mutated config gets its own."""
+    from heal_swin_nnx import SwinUnet
+
+    with pytest.raises(TypeError):
+        hash(_swin_params())
+    built = []
+    init = SwinUnet.__init__
+
+    @functools.wraps(init)
+    def counting(self, *args, **kwargs):
+        built.append(1)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(SwinUnet, "__init__", counting)
+    rt.clear_cache()
+    x = _swin_x()
+    outs = [swin.model.apply(swin.variables, x, train=False) for _ in range(3)]
+    assert len(built) == 1
+    H.assert_close(outs[0], outs[-1])
+    type(swin.model)(_swin_params()).apply(swin.variables, x, train=False)
+    assert len(built) == 1
+    params = _swin_params()
+    params.drop_path_rate = 0.25  # not the same module: traced again
+    type(swin.model)(params).apply(swin.variables, x, train=False)
+    assert len(built) == 2
 
 
 @pytest.mark.parametrize("train,jit", HEAVY)
