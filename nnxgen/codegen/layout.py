@@ -66,6 +66,11 @@ def lay_out(indent: str, head: str, seq: Seq, tail: str = "") -> list[str]:
     return [f"{indent}{head}{seq.flat()}{tail}"]
 
 
+def doc_lines(text: str | None, indent: str, *, raw: bool = False) -> str:
+    """The joined :func:`docstring` lines of a class or method ("" without one)."""
+    return "\n".join(docstring(text, indent, raw=raw)) if text else ""
+
+
 def docstring(text: str, indent: str, *, raw: bool = False) -> list[str]:
     """A docstring literal as ruff formats it (``raw``: an ``r\"\"\"`` literal,
     as the source wrote it, so ``\\mathcal`` keeps one backslash)."""

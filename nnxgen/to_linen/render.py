@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nnxgen.codegen.layout import INDENT, Seq, docstring, lay_out, tuple_of
+from nnxgen.codegen.layout import INDENT, Seq, doc_lines, lay_out, tuple_of
 from nnxgen.codegen.signatures import (
     Constants,
     assign,
@@ -49,9 +49,7 @@ def _method(m: MethodSpec) -> dict[str, Any]:
     params = Seq("(", list(_method_params(m)), ")")
     return {
         "def_lines": "\n".join(lay_out(INDENT, head, params, tail)),
-        "doc_lines": "\n".join(docstring(m.doc, INDENT * 2, raw=m.doc_raw))
-        if m.doc
-        else "",
+        "doc_lines": doc_lines(m.doc, INDENT * 2, raw=m.doc_raw),
         "body_lines": "\n".join(_call_body(m)),
     }
 
@@ -169,9 +167,7 @@ def class_context(cls: ClassSpec, dc: str = "dataclasses") -> dict[str, Any]:
     return {
         "name": cls.name,
         "target": cls.target,
-        "doc_lines": "\n".join(docstring(cls.doc, INDENT, raw=cls.doc_raw))
-        if cls.doc
-        else "",
+        "doc_lines": doc_lines(cls.doc, INDENT, raw=cls.doc_raw),
         "field_lines": "\n".join(field_lines(cls, dc)),
         "spec_lines": "\n".join(_spec_lines(cls)),
         "renamed": cls.renamed,

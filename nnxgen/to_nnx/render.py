@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nnxgen.codegen.layout import INDENT, Seq, docstring, lay_out, tuple_of
+from nnxgen.codegen.layout import INDENT, Seq, doc_lines, lay_out, tuple_of
 from nnxgen.codegen.signatures import (
     Constants,
     call_arguments,
@@ -85,9 +85,7 @@ def _call_body(m: MethodSpec, modes: tuple[str, ...]) -> list[str]:
 def _method(m: MethodSpec, modes: tuple[str, ...]) -> dict[str, Any]:
     return {
         "def_lines": _def_lines(m.wrapper_name, signature(m.params, []), m.returns),
-        "doc_lines": "\n".join(docstring(m.doc, INDENT * 2, raw=m.doc_raw))
-        if m.doc
-        else "",
+        "doc_lines": doc_lines(m.doc, INDENT * 2, raw=m.doc_raw),
         "body_lines": "\n".join(_call_body(m, modes)),
     }
 
@@ -95,11 +93,8 @@ def _method(m: MethodSpec, modes: tuple[str, ...]) -> dict[str, Any]:
 def _set_view() -> dict[str, Any]:
     return {
         "def_lines": _def_lines("set_view", ["self", *_MODE_VIEW_PARAMS], "None"),
-        "doc_lines": "\n".join(
-            docstring(
-                "The mode the Linen mode arguments follow, for ``nnx.view``.",
-                INDENT * 2,
-            )
+        "doc_lines": doc_lines(
+            "The mode the Linen mode arguments follow, for ``nnx.view``.", INDENT * 2
         ),
         "body_lines": f"{INDENT * 2}_rt.linen_set_view(self, deterministic, "
         "use_running_average)",
@@ -116,9 +111,7 @@ def class_context(cls: LinenClassSpec) -> dict[str, Any]:
     return {
         "name": cls.name,
         "target": cls.target,
-        "doc_lines": "\n".join(docstring(cls.doc, INDENT, raw=cls.doc_raw))
-        if cls.doc
-        else "",
+        "doc_lines": doc_lines(cls.doc, INDENT, raw=cls.doc_raw),
         "renamed": cls.renamed,
         "init": _init(cls),
         "methods": methods,
