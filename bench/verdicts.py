@@ -3,9 +3,10 @@
 NNX → Linen (``check_targets``, ``print_targets``): HLO ops, trace+lower, eager
 apply and init of the wrapper (and, for reference, ``to_linen``) against pure NNX,
 judged on the process-CPU-time ratio; ``print_goals``: the stricter per-row goals
-of issue 23 with Linen's floor (what no Linen wrapper can go below) split out. Linen → NNX (``linen_to_nnx_verdicts``): op
-counts equal to Linen's and ToNNX's, outputs equal to ToNNX's, and every timing where
-nnxgen is slower than ToNNX by more than 5% in both CPU and wall time.
+of issue 23 with Linen's floor (what no Linen wrapper can go below) split out.
+Linen → NNX (``linen_to_nnx_verdicts``): op counts equal to Linen's and ToNNX's,
+outputs equal to ToNNX's, and every timing where nnxgen is slower than ToNNX by
+more than 5% in both CPU and wall time.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def _pair(res: dict[str, Any], key: str, impl: str) -> tuple[float, float]:
     return _ratio(res[key.replace("_ms", "_cpu_ms")], impl), _ratio(res[key], impl)
 
 
+def _forward_cpu_ms(res: dict[str, Any]) -> float | None:
+    """CPU ms of the one eager forward pass a first init runs (pure NNX's eager
+    apply in the case's ``init_forward_mode``), or None where the init method is
+    not a forward pass."""
+    mode = res.get("init_forward_mode", "eval")
+    return res["modes"][mode]["eager_cpu_ms"]["nnx"] if mode is not None else None
+
+
 def check_targets(
     results: dict[str, Any], impl: str = "nnxgen"
 ) -> list[dict[str, Any]]:
@@ -54,12 +63,11 @@ def check_targets(
             continue
         cpu, wall = _pair(res, "init_ms", impl)
         first = res["init_first_cpu_ms"]
-        fwd_mode = res.get("init_forward_mode", "eval")
-        if fwd_mode is not None:
+        fwd = _forward_cpu_ms(res)
+        if fwd is not None:
             # The first init of a model in a process runs one eager forward pass
             # (as Linen's init does); what is left once it (its cost taken as pure
             # NNX's eager apply) is taken out is the wrapper's own overhead.
-            fwd = res["modes"][fwd_mode]["eager_cpu_ms"]["nnx"]
             rest = (first[impl] - fwd) / first["nnx"]
             fwd_detail = f"minus one eager forward {rest:.2f}x"
         else:  # the init method (init_cache) is what pure NNX runs too
@@ -171,8 +179,7 @@ def goal_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         base = res["init_cpu_ms"]["nnx"]
         floor = res.get("floor_init_cpu_ms")
         cells = [("init", "-", res["init_cpu_ms"]["nnxgen"], base, floor, None)]
-        fwd_mode = res.get("init_forward_mode", "eval")
-        fwd = res["modes"][fwd_mode]["eager_cpu_ms"]["nnx"] if fwd_mode else None
+        fwd = _forward_cpu_ms(res)
         cells.append(
             ("first init", "-", res["init_first_cpu_ms"]["nnxgen"], base, floor, fwd)
         )
