@@ -24,14 +24,8 @@ become the variable's sharding metadata. The Linen module lives at
 drawn from every stream on every call, as ``ToNNX`` does, so the same seed
 gives the same numbers as ``ToNNX``.
 
-Mode: a Linen argument named ``deterministic``, ``train``, ``training`` or
-``use_running_average`` that the caller leaves ``None`` follows the wrapper's
-mode: ``.train()`` / ``.eval()`` (``set_attributes``) and ``nnx.view`` set the
-``deterministic`` / ``use_running_average`` attributes it reads (``train`` and
-``training`` are ``not deterministic``). An explicit argument wins; a Linen
-field of the same name that the constructor set wins too (Linen would reject
-both). With no mode and no argument the Linen default applies, and where
-there is none a :class:`ModeError` says what to do. ``nnx.bridge.lazy_init``
+Mode: Linen mode arguments the caller leaves ``None`` follow the wrapper's
+``.train()`` / ``.eval()`` / ``nnx.view`` mode (:mod:`.mode`). ``nnx.bridge.lazy_init``
 needs no mode: with none set it runs the Linen method in eval mode
 (``deterministic=True``, ``train=False``, ...), which makes the same variables.
 """
